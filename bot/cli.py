@@ -1,0 +1,134 @@
+"""`motcua` command line: run, chat, db upgrade, procedures check."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from bot.settings import SettingsError, load_settings
+
+
+def _fail(message: str) -> int:
+    print(f"motcua: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.app import build_service, configure_logging
+    from bot.telegram import build_application, run_polling
+
+    settings = load_settings(require_token=True)
+    configure_logging(settings.log_level)
+    service = build_service(settings)
+    app = build_application(
+        service,
+        settings.telegram_bot_token,
+        base_url=settings.base_url,
+        base_file_url=settings.base_file_url,
+    )
+    run_polling(app)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from bot.app import build_service, configure_logging
+    from bot.console import Console
+
+    settings = load_settings()
+    configure_logging("WARNING")
+    service = build_service(settings)
+    user = args.user or getpass.getuser() or "console"
+    console = Console(service, user=user, out_dir=Path(args.out))
+    return console.run(first="/start " + args.procedure if args.procedure else "/start")
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from storage.store import Store
+
+    settings = load_settings()
+    store = Store(settings.database_url)
+    store.upgrade()
+    store.dispose()
+    print(f"motcua: database schema is up to date ({store.dialect})")
+    return 0
+
+
+def cmd_procedures_check(args: argparse.Namespace) -> int:
+    from flows.lint import lint_catalog
+    from procedures.loader import load_catalog
+
+    settings = load_settings()
+    catalog = load_catalog(settings.procedures_dirs + tuple(Path(p) for p in args.dirs))
+    report = lint_catalog(catalog)
+    for line in report.lines:
+        print(line)
+    if report.problems:
+        for p in report.problems:
+            print(f"PROBLEM {p}", file=sys.stderr)
+        return 1
+    print(f"motcua: {len(catalog.procedures)} procedures checked, no problems")
+    return 0
+
+
+def cmd_procedures_graph(args: argparse.Namespace) -> int:
+    from flows.lint import mermaid
+    from procedures.loader import load_catalog
+
+    settings = load_settings()
+    catalog = load_catalog(settings.procedures_dirs)
+    proc = catalog.get(args.procedure)
+    if proc is None:
+        return _fail(
+            f"unknown procedure {args.procedure!r}; known: {', '.join(catalog.procedures)}"
+        )
+    print(mermaid(proc))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="motcua", description="A commune's one-stop desk on Telegram")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the Telegram bot (long polling)").set_defaults(func=cmd_run)
+    chat = sub.add_parser("chat", help="talk to the bot in this terminal (no token needed)")
+    chat.add_argument("--user", help="who you are in the chat (default: your login name)")
+    chat.add_argument("--out", default="motcua-out", help="folder for the PDF files")
+    chat.add_argument("--procedure", help="start this procedure directly (its id)")
+    chat.set_defaults(func=cmd_chat)
+    db = sub.add_parser("db", help="database commands")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbsub.add_parser("upgrade", help="create or migrate the schema").set_defaults(func=cmd_db)
+    procs = sub.add_parser("procedures", help="procedure commands")
+    psub = procs.add_subparsers(dest="procedures_command", required=True)
+    check = psub.add_parser("check", help="lint every procedure")
+    check.add_argument("dirs", nargs="*", help="extra folders holding procedure folders")
+    check.set_defaults(func=cmd_procedures_check)
+    graph = psub.add_parser("graph", help="print a procedure's questions as a Mermaid diagram")
+    graph.add_argument("procedure")
+    graph.set_defaults(func=cmd_procedures_graph)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a procedure file or database that cannot be used
+        from procedures.loader import ProcedureError
+
+        if isinstance(exc, ProcedureError):
+            return _fail(f"procedure error: {exc}")
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            return _fail(f"cannot use the database: {str(exc.orig).strip().splitlines()[0]}")
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Settings from the environment or a `.env` file in the working directory.
+
+A missing or malformed setting stops start-up with one clear line (SettingsError).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{20,}$")
+DEFAULT_DB = "sqlite:///motcua.db"
+
+
+class SettingsError(Exception):
+    """One line that says which setting is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    telegram_bot_token: str | None
+    telegram_api_base_url: str | None
+    database_url: str
+    timezone: str
+    procedures_dirs: tuple[Path, ...]
+    log_level: str
+
+    @property
+    def base_url(self) -> str | None:
+        """python-telegram-bot's `base_url` for a local Bot API server."""
+        if not self.telegram_api_base_url:
+            return None
+        return self.telegram_api_base_url.rstrip("/") + "/bot"
+
+    @property
+    def base_file_url(self) -> str | None:
+        if not self.telegram_api_base_url:
+            return None
+        return self.telegram_api_base_url.rstrip("/") + "/file/bot"
+
+
+def _env(env_file: Path | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    path = env_file if env_file is not None else Path.cwd() / ".env"
+    if path.is_file():
+        values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    values.update(os.environ)  # the real environment wins over the file
+    return values
+
+
+def load_settings(*, require_token: bool = False, env_file: Path | None = None) -> Settings:
+    env = _env(env_file)
+    token = (env.get("TELEGRAM_BOT_TOKEN") or "").strip() or None
+    if require_token and not token:
+        raise SettingsError(
+            "TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put "
+            "TELEGRAM_BOT_TOKEN=... in the environment or in .env"
+        )
+    if token and not TOKEN_RE.match(token):
+        raise SettingsError(
+            "TELEGRAM_BOT_TOKEN is malformed: expected digits, a colon and the secret "
+            "(like 123456:ABC-DEF...)"
+        )
+    base = (env.get("TELEGRAM_API_BASE_URL") or "").strip() or None
+    if base and not re.match(r"^https?://[^\s/]+", base):
+        raise SettingsError(
+            f"TELEGRAM_API_BASE_URL is malformed: expected http(s)://host[:port], got {base!r}"
+        )
+    db = (env.get("DATABASE_URL") or "").strip() or DEFAULT_DB
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", db):
+        raise SettingsError(
+            "DATABASE_URL is malformed: use sqlite:///path/to/file.db or "
+            "postgresql://user@host:5432/dbname"
+        )
+    tz = (env.get("MOTCUA_TIMEZONE") or "").strip() or "Asia/Ho_Chi_Minh"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"MOTCUA_TIMEZONE is not a known time zone: {tz!r} (e.g. Asia/Ho_Chi_Minh)"
+        ) from None
+    dirs = tuple(
+        Path(p) for p in (env.get("MOTCUA_PROCEDURES_DIRS") or "").split(os.pathsep) if p.strip()
+    )
+    for d in dirs:
+        if not d.is_dir():
+            raise SettingsError(f"MOTCUA_PROCEDURES_DIRS: {d} is not a folder")
+    level = (env.get("MOTCUA_LOG_LEVEL") or "INFO").strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(
+            f"MOTCUA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}"
+        )
+    return Settings(
+        telegram_bot_token=token,
+        telegram_api_base_url=base,
+        database_url=db,
+        timezone=tz,
+        procedures_dirs=dirs,
+        log_level=level,
+    )

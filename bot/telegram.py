@@ -1,0 +1,433 @@
+"""Telegram transport: python-telegram-bot as a pipe, nothing more.
+
+Each update becomes a transport-neutral `flows.types.Inbound`; the handler (the conversation
+service) answers with an `Outbound`, and its replies are sent back in order. No conversation
+state lives here: no ConversationHandler, no persistence. All user-facing text comes from the
+handler.
+
+Concurrency: the Application runs updates concurrently; a per-chat lock keeps the updates of
+one chat in arrival order while different chats proceed in parallel. The handler is
+synchronous (database I/O) and runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+import traceback
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from telegram import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    Update,
+)
+from telegram.constants import ChatType
+from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.ext import Application, ContextTypes, TypeHandler
+from telegram.warnings import PTBDeprecationWarning
+
+from flows.types import (
+    Attachment,
+    Command,
+    Event,
+    Inbound,
+    Other,
+    Outbound,
+    Press,
+    Reply,
+    Sender,
+    Text,
+)
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+TEXT_LIMIT = 4096  # characters (UTF-16 code units) per message
+CAPTION_LIMIT = 1024
+NOTICE_LIMIT = 200  # callback query answer text
+MAX_RETRY_AFTER = 60.0  # seconds we are willing to wait on a 429 before giving up
+SEND_ATTEMPTS = 3
+
+# Message content kinds reported as Other(kind), checked in this order (an animation also
+# carries `document`, a venue also carries `location`).
+_CONTENT_KINDS = (
+    "animation",
+    "sticker",
+    "photo",
+    "voice",
+    "video_note",
+    "video",
+    "audio",
+    "document",
+    "venue",
+    "location",
+    "contact",
+    "poll",
+    "dice",
+    "game",
+    "story",
+    "paid_media",
+    "invoice",
+    "giveaway",
+    "checklist",
+)
+
+_HANDLER_KEY = "motcua_handler"
+_COMMAND_RE = re.compile(r"/(\S*)\s*(.*)", re.DOTALL)
+
+T = TypeVar("T")
+
+
+class Handler(Protocol):
+    """What the transport needs from the conversation service."""
+
+    def handle(self, inbound: Inbound) -> Outbound: ...
+
+    def commands(self) -> list[tuple[str, str]]: ...
+
+
+# ----------------------------------------------------------------------------- inbound
+
+
+def _command(text: str) -> Command | None:
+    """Parse "/Start@SomeBot rest of line" into Command("start", "rest of line")."""
+    match = _COMMAND_RE.match(text)
+    if match is None:
+        return None
+    name = match.group(1).split("@", 1)[0].lower()
+    if not name:
+        return None
+    return Command(name=name, arg=match.group(2).strip())
+
+
+def _content_kind(message: Message) -> str | None:
+    for kind in _CONTENT_KINDS:
+        if getattr(message, kind, None):
+            return kind
+    return None
+
+
+def update_to_inbound(update: Update) -> Inbound | None:
+    """Translate one update into an Inbound event, or None when it is not for the service.
+
+    Only private chats are handled. Channel posts, polls, membership changes, service
+    messages and updates without a chat or a user are ignored.
+    """
+    chat = update.effective_chat
+    user = update.effective_user
+    if chat is None or user is None or chat.type != ChatType.PRIVATE:
+        return None
+
+    event: Event | None = None
+    if update.callback_query is not None:
+        if update.callback_query.data is None:
+            return None  # game callbacks carry no data
+        event = Press(update.callback_query.data)
+    elif update.edited_message is not None:
+        event = Other("edited")
+    elif update.message is not None:
+        message = update.message
+        if message.text is not None:
+            text = message.text
+            if text.startswith("/"):
+                event = _command(text) or Text(text)
+            else:
+                event = Text(text)
+        else:
+            kind = _content_kind(message)
+            if kind is not None:
+                event = Other(kind)
+    if event is None:
+        return None
+
+    sender = Sender(
+        channel=CHANNEL,
+        external_id=str(chat.id),
+        display_name=user.full_name,
+        username=user.username or "",
+    )
+    return Inbound(sender=sender, event=event)
+
+
+# ----------------------------------------------------------------------------- outbound
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fitting_prefix(text: str, limit: int) -> int:
+    """Number of characters of `text` that fit in `limit` UTF-16 code units."""
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return index
+    return len(text)
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Split text into messages of at most `limit` UTF-16 units, preferring paragraph, then
+    line, then word boundaries. Returns no empty or whitespace-only pieces."""
+    pieces: list[str] = []
+    rest = text
+    while _utf16_len(rest) > limit:
+        window = _fitting_prefix(rest, limit)
+        cut = -1
+        for separator in ("\n\n", "\n", " "):
+            position = rest.rfind(separator, 0, window)
+            if position > 0:
+                cut = position
+                break
+        if cut <= 0:
+            head, rest = rest[:window], rest[window:]
+        else:
+            head, rest = rest[:cut], rest[cut:].lstrip("\n ")
+        if head.strip():
+            pieces.append(head.rstrip())
+    if rest.strip():
+        pieces.append(rest)
+    return pieces
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(text=b.label, callback_data=b.data) for b in row]
+            for row in reply.buttons
+        ]
+    )
+
+
+async def _with_retry(call: Callable[[], Awaitable[T]]) -> T:
+    """Run one Bot API call, waiting and retrying when Telegram answers 429."""
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        try:
+            return await call()
+        except RetryAfter as err:
+            with warnings.catch_warnings():
+                # PTB 22.2+ warns that this int becomes a timedelta in v23; accept both.
+                warnings.simplefilter("ignore", PTBDeprecationWarning)
+                wait = err.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+            if attempt == SEND_ATTEMPTS or seconds > MAX_RETRY_AFTER:
+                raise
+            log.warning("rate limited by Telegram, retrying in %.1fs", seconds)
+            await asyncio.sleep(seconds)
+    raise AssertionError("unreachable")
+
+
+async def _send_attachment(bot, chat_id: int, attachment: Attachment, markup) -> str:
+    """Send the document; return caption text that did not fit and must go as a message."""
+    caption = attachment.caption
+    overflow = ""
+    if _utf16_len(caption) > CAPTION_LIMIT:
+        caption, overflow = "", caption
+
+    def make_file() -> InputFile:
+        file = InputFile(attachment.content, filename=attachment.filename)
+        if attachment.mime:
+            file.mimetype = attachment.mime
+        return file
+
+    await _with_retry(
+        lambda: bot.send_document(
+            chat_id=chat_id,
+            document=make_file(),
+            caption=caption or None,
+            reply_markup=markup,
+        )
+    )
+    return overflow
+
+
+async def send_outbound(bot, chat_id: int, outbound: Outbound) -> None:
+    """Send every reply of `outbound` to `chat_id`, in order."""
+    for reply in outbound.replies:
+        await send_reply(bot, chat_id, reply)
+
+
+async def send_reply(bot, chat_id: int, reply: Reply) -> None:
+    markup = keyboard(reply)
+    text = reply.text or ""
+    if reply.attachment is not None:
+        # Buttons go under the last message of the reply: the text if any, else the file.
+        has_text = bool(text.strip()) or _utf16_len(reply.attachment.caption) > CAPTION_LIMIT
+        overflow = await _send_attachment(
+            bot, chat_id, reply.attachment, None if has_text else markup
+        )
+        if overflow:
+            text = f"{overflow}\n\n{text}" if text.strip() else overflow
+    pieces = split_text(text)
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        await _with_retry(
+            lambda piece=piece, last=last: bot.send_message(
+                chat_id=chat_id, text=piece, reply_markup=markup if last else None
+            )
+        )
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+class ChatLocks:
+    """One asyncio.Lock per chat with updates in flight; a lock is dropped when free."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: dict[int, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, chat_id: int) -> AsyncIterator[None]:
+        lock = self._locks.get(chat_id)
+        if lock is None:
+            lock = self._locks[chat_id] = asyncio.Lock()
+        self._users[chat_id] = self._users.get(chat_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[chat_id] -= 1
+            if self._users[chat_id] == 0:
+                del self._users[chat_id]
+                del self._locks[chat_id]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+async def _answer_callback(query: CallbackQuery, notice: str) -> None:
+    try:
+        await query.answer(text=notice[:NOTICE_LIMIT] or None)
+    except BadRequest as err:
+        # Too old or already answered: nothing the person can see depends on it.
+        log.debug("callback answer refused: %s", err.message)
+    except TelegramError as err:
+        # The replies still matter more than the spinner: carry on.
+        log.warning("callback answer failed: %s", type(err).__name__)
+
+
+async def _remove_keyboard(query: CallbackQuery) -> None:
+    message = query.message
+    if not isinstance(message, Message) or message.reply_markup is None:
+        return
+    try:
+        await query.edit_message_reply_markup(reply_markup=None)
+    except BadRequest as err:
+        # "message is not modified", "message to edit not found", "can't be edited".
+        log.debug("keyboard removal refused: %s", err.message)
+    except TelegramError as err:
+        log.warning("keyboard removal failed: %s", type(err).__name__)
+
+
+def _make_callback(handler: Handler, locks: ChatLocks):
+    async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # Take the chat lock before the first await so updates keep their arrival order.
+        chat = update.effective_chat
+        inbound = update_to_inbound(update)
+        query = update.callback_query
+        if inbound is None or chat is None:
+            if query is not None:
+                await _answer_callback(query, "")
+            return
+        async with locks.hold(chat.id):
+            log.debug("update %s: %s", update.update_id, type(inbound.event).__name__.lower())
+            answered = False
+            try:
+                outbound = await asyncio.to_thread(handler.handle, inbound)
+                if query is not None:
+                    await _answer_callback(query, outbound.notice)
+                    answered = True
+                    await _remove_keyboard(query)
+                await send_outbound(context.bot, chat.id, outbound)
+            finally:
+                if query is not None and not answered:
+                    await _answer_callback(query, "")
+
+    return on_update
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the failure without personal data: exception type, update id, code location."""
+    error = context.error
+    update_id = update.update_id if isinstance(update, Update) else None
+    where = ""
+    if error is not None and error.__traceback__ is not None:
+        frames = traceback.extract_tb(error.__traceback__)
+        where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in frames[-4:])
+    log.error("update %s failed: %s at %s", update_id, type(error).__name__, where)
+
+
+async def prepare_bot(app: Application) -> None:
+    """Publish the command menu and make sure no webhook blocks polling."""
+    handler: Handler = app.bot_data[_HANDLER_KEY]
+    await app.bot.delete_webhook()
+    await app.bot.set_my_commands(handler.commands())
+
+
+def build_application(
+    handler: Handler,
+    token: str,
+    base_url: str | None = None,
+    base_file_url: str | None = None,
+) -> Application:
+    """Build the Application: one TypeHandler feeding `handler`, an error handler, and
+    `prepare_bot` as post_init (run by `run_polling`; call it yourself otherwise)."""
+    builder = (
+        Application.builder()
+        .token(token)
+        .concurrent_updates(True)
+        .post_init(prepare_bot)
+        .connect_timeout(10)
+        .read_timeout(15)
+        .write_timeout(30)
+        .media_write_timeout(60)
+    )
+    if base_url:
+        builder = builder.base_url(base_url)
+        if base_file_url is None and base_url.endswith("/bot"):
+            base_file_url = base_url[: -len("/bot")] + "/file/bot"
+    if base_file_url:
+        builder = builder.base_file_url(base_file_url)
+    app = builder.build()
+    app.bot_data[_HANDLER_KEY] = handler
+    app.add_handler(TypeHandler(Update, _make_callback(handler, ChatLocks())))
+    app.add_error_handler(on_error)
+    return app
+
+
+async def start(app: Application, poll_timeout: float = 10) -> None:
+    """Start polling inside a running event loop (tests, embedding); pair with `stop`."""
+    await app.initialize()
+    await prepare_bot(app)
+    await app.start()
+    assert app.updater is not None
+    await app.updater.start_polling(
+        timeout=dt.timedelta(seconds=poll_timeout), allowed_updates=Update.ALL_TYPES
+    )
+
+
+async def stop(app: Application) -> None:
+    """Stop what `start` started."""
+    if app.updater is not None and app.updater.running:
+        await app.updater.stop()
+    if app.running:
+        await app.stop()
+    await app.shutdown()
+
+
+def run_polling(app: Application) -> None:
+    """Run the bot until interrupted (blocking; owns the event loop)."""
+    app.run_polling(allowed_updates=Update.ALL_TYPES, timeout=30)

@@ -1,0 +1,105 @@
+"""Rendering: every user-facing sentence comes from a Jinja2 template or the UI labels.
+
+Messages are macros in `procedures/_shared/templates/messages.j2` (and validation errors in
+`errors.j2`); button labels come from `procedures/_shared/ui.yaml`. This module only picks
+the macro and passes data to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from procedures import conditions
+from procedures.loader import Catalog
+from procedures.model import Fact, Procedure
+
+MAX_TEXT = 4096
+
+
+class Renderer:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._messages = catalog.env.get_template("messages.j2").module
+        self._errors = catalog.env.get_template("errors.j2").module
+
+    # -- labels
+    def label(self, key: str) -> str:
+        return self.catalog.ui["buttons"][key]
+
+    # -- messages
+    def msg(self, name: str, **ctx: Any) -> str:
+        macro = getattr(self._messages, name)
+        return _tidy(str(macro(ctx)))
+
+    def error(self, code: str, params: Mapping[str, Any]) -> str:
+        macro = getattr(self._errors, code, None)
+        if macro is None:
+            macro = self._errors.invalid
+        return _tidy(str(macro(dict(params))))
+
+    def has_error(self, code: str) -> bool:
+        return hasattr(self._errors, code)
+
+    # -- procedure data
+    def template(self, proc: Procedure, name: str, ctx: Mapping[str, Any]) -> str | None:
+        tname = self.catalog.template_name(proc.id, name)
+        if tname is None:
+            return None
+        return _tidy(self.catalog.env.get_template(tname).render(**ctx))
+
+    def facts(
+        self, facts: list[Fact], answers: Mapping[str, Any], ctx: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Facts whose condition holds, rendered, with their `unconfirmed` flag."""
+        today = ctx["today"]
+        out = []
+        for fact in facts:
+            if not conditions.holds(fact.when, answers, today):
+                continue
+            out.append(
+                {
+                    "text": conditions.render_string(fact.text, ctx),
+                    "unconfirmed": fact.unconfirmed,
+                    "sources": fact.sources,
+                }
+            )
+        return out
+
+
+def _tidy(text: str) -> str:
+    """Strip template whitespace: no trailing spaces, at most one blank line in a row."""
+    lines = [ln.rstrip() for ln in text.strip().splitlines()]
+    out: list[str] = []
+    for ln in lines:
+        if not ln and out and not out[-1]:
+            continue
+        out.append(ln)
+    return "\n".join(out)
+
+
+def split_text(text: str, limit: int = MAX_TEXT - 96) -> list[str]:
+    """Split a long message on blank lines, then lines, to stay under Telegram's limit."""
+    if len(text) <= limit:
+        return [text]
+    chunks: list[str] = []
+    current = ""
+    for para in text.split("\n"):
+        candidate = f"{current}\n{para}" if current else para
+        if len(candidate) <= limit:
+            current = candidate
+            continue
+        if current:
+            chunks.append(current)
+        while len(para) > limit:
+            chunks.append(para[:limit])
+            para = para[limit:]
+        current = para
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def fmt_date(d: dt.date) -> str:
+    return d.strftime("%d/%m/%Y")

@@ -1,0 +1,455 @@
+"""The conversation service: load -> advance -> save in one transaction -> replies.
+
+Transports call `handle(inbound)` and send what comes back. Every accepted answer is
+committed before this returns, so a crash after it loses nothing and a crash before it
+loses only the message in flight (which the person sees unanswered and sends again).
+
+Citizen-level routing (the main menu, the list of drafts, deep links, starting a
+procedure) lives here; everything inside a draft is the engine's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+
+from flows import engine as eng
+from flows.render import Renderer
+from flows.types import Button, Command, Inbound, Other, Outbound, Press, Reply, Text
+from procedures.loader import Catalog
+from procedures.model import Procedure
+from procedures.text import fold
+from storage.store import DraftRec, FactRec, StaleVersion, Store
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = (eng.ACTIVE, eng.COMPLETED, eng.EXITED)
+LISTED_STATUSES = (eng.ACTIVE, eng.COMPLETED, eng.SUBMITTED, eng.EXITED)
+MAX_LISTED = 8
+SUBJECT_FIELDS = ("subject_full_name", "requester_full_name")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ConversationService:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        *,
+        timezone: str = "Asia/Ho_Chi_Minh",
+        clock: Callable[[], dt.datetime] = utcnow,
+        raise_errors: bool = False,
+    ) -> None:
+        self.raise_errors = raise_errors  # tests see the real exception
+        self.store = store
+        self.catalog = catalog
+        self.renderer = Renderer(catalog)
+        self.tz = ZoneInfo(timezone)
+        self.clock = clock
+
+    # ------------------------------------------------------------------ public
+    def commands(self) -> list[tuple[str, str]]:
+        return list(self.catalog.ui["commands"].items())
+
+    def handle(self, inbound: Inbound) -> Outbound:
+        """Apply one event; never raises: an unexpected error is logged (type and place
+        only, no personal data) and the person gets a short apology, nothing committed."""
+        try:
+            return self._handle(inbound)
+        except Exception as exc:
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
+            log.error("event failed: %s at %s", type(exc).__name__, where)
+            if self.raise_errors:
+                raise
+            return Outbound(replies=[Reply(self.renderer.msg("internal_error"))])
+
+    def _handle(self, inbound: Inbound) -> Outbound:
+        last: Exception | None = None
+        for _attempt in range(5):
+            try:
+                with self.store.unit_of_work() as uow:
+                    out = _Turn(self, uow, inbound, self.clock()).run()
+                    uow.commit()
+                    return out
+            except (StaleVersion, IntegrityError) as exc:  # another process won: redo
+                last = exc
+                continue
+        raise RuntimeError("could not apply the update after several retries") from last
+
+
+class _Turn:
+    """One inbound event for one citizen, inside one unit of work."""
+
+    def __init__(self, svc: ConversationService, uow: Any, inbound: Inbound, now: dt.datetime):
+        self.svc = svc
+        self.uow = uow
+        self.inbound = inbound
+        self.now = now
+        self.today = now.astimezone(svc.tz).date()
+        self.r = svc.renderer
+        self.catalog = svc.catalog
+        self.out = Outbound()
+        sender = inbound.sender
+        citizen = uow.citizen(sender.channel, sender.external_id)
+        self.is_new = citizen is None
+        if citizen is None:
+            citizen = uow.add_citizen(
+                sender.channel, sender.external_id, sender.display_name, sender.username, now
+            )
+        self.citizen = citizen
+        self.session: dict[str, Any] = dict(citizen.session or {})
+        self.erased = False
+
+    # ------------------------------------------------------------------ dispatch
+    def run(self) -> Outbound:
+        ev = self.inbound.event
+        if isinstance(ev, Command):
+            self._command(ev)
+        elif isinstance(ev, Press):
+            self._press(ev.data)
+        elif isinstance(ev, Text):
+            self._text(ev.text)
+        elif isinstance(ev, Other):
+            draft = self._active()
+            if draft:
+                self._engine_event(draft, ev)
+            else:
+                self._menu(note="not_text_menu")
+        if not self.erased:
+            self.citizen.session = self.session
+            self.citizen.last_seen_at = self.now
+            if self.inbound.sender.display_name:
+                self.citizen.display_name = self.inbound.sender.display_name
+            self.uow.save_citizen(self.citizen)
+        return self.out
+
+    def _command(self, cmd: Command) -> None:
+        name = cmd.name
+        if name == "start":
+            arg = cmd.arg.strip()
+            if arg and self.catalog.get(arg):
+                self._start_procedure(self.catalog.get(arg))
+                return
+            draft = self._active()
+            if draft and draft.status in (eng.ACTIVE, eng.COMPLETED):
+                self._resume_offer(draft)
+            else:
+                self._menu(returning=not self.is_new)
+        elif name == "hoso":
+            self._drafts_list()
+        elif name == "huongdan":
+            self._say(self.r.msg("general_help"))
+            draft = self._active()
+            if draft:
+                self._engine_resume(draft)
+            else:
+                self._menu(note="choose_procedure")
+        elif name == "xoadulieu":
+            self._ask_erase()
+        elif name in ("canbo", "huy"):
+            draft = self._active()
+            if draft:
+                self._engine_event(draft, cmd)
+            elif name == "canbo":
+                self._handoff(None, "asked_menu")
+                self._menu(note="officer_noted_menu")
+            else:
+                self._menu(note="choose_procedure")
+        else:
+            draft = self._active()
+            if draft:
+                self._engine_event(draft, cmd)
+            else:
+                self._say(self.r.msg("unknown_command", name=name[:32]))
+                self._menu(note="choose_procedure")
+
+    def _text(self, text: str) -> None:
+        draft = self._active()
+        if draft:
+            self._engine_event(draft, Text(text))
+            return
+        proc = self._match_procedure(text)
+        if proc:
+            self._start_procedure(proc)
+        else:
+            self._menu(note="unknown_text")
+
+    def _press(self, data: str) -> None:
+        parts = data.split(".", 2)
+        if len(parts) != 3:
+            self._stale()
+            return
+        key, turn, token = parts
+        if key == "m":
+            if turn != str(self.session.get("turn", 0)):
+                self._stale()
+                return
+            self._menu_token(token)
+            return
+        draft = self.uow.draft_by_short_id(key)
+        if draft is None or draft.citizen_id != self.citizen.id:
+            self._stale()  # a forged button or someone else's: never reveal anything
+            return
+        if draft.status == eng.CANCELLED:
+            self._stale()
+            return
+        self.session["active"] = draft.id
+        self._engine_event(draft, Press(data))
+
+    def _stale(self) -> None:
+        draft = self._active()
+        if draft:
+            self._engine_event(draft, Press("x.x.stale"))
+        else:
+            self._say(self.r.msg("stale_button"))
+            self._menu(note="choose_procedure")
+
+    # ------------------------------------------------------------------ menu
+    def _menu_token(self, token: str) -> None:
+        op, _, arg = token.partition(":")
+        if op == "p" and self.catalog.get(arg):
+            self._start_procedure(self.catalog.get(arg))
+        elif op == "n" and self.catalog.get(arg):
+            self._start_procedure(self.catalog.get(arg), force_new=True)
+        elif op in ("r", "d", "dy"):
+            draft = self.uow.draft_by_short_id(arg)
+            if draft is None or draft.citizen_id != self.citizen.id:
+                self._stale()
+            elif op == "r":
+                self.session["active"] = draft.id
+                self._engine_resume(draft)
+            elif op == "d":
+                proc = self.catalog.get(draft.procedure_id)
+                rows = [
+                    [
+                        self._mbtn(self.r.label("delete"), f"dy:{draft.short_id}"),
+                        self._mbtn(self.r.label("keep"), "list"),
+                    ]
+                ]
+                name = proc.short_name if proc else draft.procedure_id
+                self._say(self.r.msg("delete_confirm", name=name, subject=draft.subject), rows)
+            else:
+                if self.session.get("active") == draft.id:
+                    self.session["active"] = None
+                self.uow.delete_draft(draft.id)
+                self._say(self.r.msg("deleted"))
+                self._drafts_list()
+        elif op == "list":
+            self._drafts_list()
+        elif op == "officer":
+            self._handoff(None, "asked_menu")
+            self._menu(note="officer_noted_menu")
+        elif op == "ey":
+            self.uow.delete_citizen_data(self.citizen.id)
+            self.erased = True
+            self._say(self.r.msg("erased"))
+        elif op == "en":
+            self._say(self.r.msg("kept"))
+            self._menu(note="choose_procedure")
+        else:
+            self._menu(note="choose_procedure")
+
+    def _next_menu_turn(self) -> int:
+        turn = int(self.session.get("turn", 0)) + 1
+        self.session["turn"] = turn
+        return turn
+
+    def _mbtn(self, label: str, token: str) -> Button:
+        data = f"m.{self.session.get('turn', 0)}.{token}"
+        return Button(label, data)
+
+    def _menu(self, note: str | None = None, returning: bool = False) -> None:
+        self._next_menu_turn()
+        rows = [[self._mbtn(p.short_name, f"p:{p.id}")] for p in self.catalog.ordered()]
+        rows.append([self._mbtn(self.r.label("list"), "list")])
+        rows.append([self._mbtn(self.r.label("officer"), "officer")])
+        if note:
+            self._say(self.r.msg(note), rows)
+        else:
+            self._say(self.r.msg("welcome", returning=returning), rows)
+
+    def _resume_offer(self, draft: DraftRec) -> None:
+        self._next_menu_turn()
+        proc = self.catalog.get(draft.procedure_id)
+        rows = [
+            [self._mbtn(self.r.label("resume"), f"r:{draft.short_id}")],
+            [self._mbtn(self.r.label("new"), "procs"), self._mbtn(self.r.label("list"), "list")],
+        ]
+        self._say(self.r.msg("resume_offer", proc=proc, subject=draft.subject), rows)
+
+    def _drafts_list(self) -> None:
+        self._next_menu_turn()
+        drafts = self.uow.drafts_of(self.citizen.id, LISTED_STATUSES)[:MAX_LISTED]
+        items = []
+        rows: list[list[Button]] = []
+        stages = self.catalog.ui.get("stages", {})
+        for n, d in enumerate(drafts, start=1):
+            proc = self.catalog.get(d.procedure_id)
+            items.append(
+                {
+                    "name": proc.short_name if proc else d.procedure_id,
+                    "subject": d.subject,
+                    "status": d.status,
+                    "stage_text": stages.get(d.stage, d.stage),
+                    "dossier_code": d.dossier_code,
+                    "updated": d.updated_at.astimezone(self.svc.tz).strftime("%d/%m/%Y"),
+                }
+            )
+            resume = self.r.msg("draft_button", verb=self.r.msg("resume_label"), n=n)
+            delete = self.r.msg("draft_button", verb=self.r.msg("delete_label"), n=n)
+            rows.append(
+                [self._mbtn(resume, f"r:{d.short_id}"), self._mbtn(delete, f"d:{d.short_id}")]
+            )
+        rows += [[self._mbtn(p.short_name, f"p:{p.id}")] for p in self.catalog.ordered()]
+        self._say(self.r.msg("drafts_list", drafts=items), rows)
+
+    def _ask_erase(self) -> None:
+        self._next_menu_turn()
+        rows = [
+            [self._mbtn(self.r.label("erase_yes"), "ey"), self._mbtn(self.r.label("keep"), "en")]
+        ]
+        self._say(self.r.msg("erase_confirm"), rows)
+
+    def _match_procedure(self, text: str) -> Procedure | None:
+        folded = fold(text)
+        if not folded:
+            return None
+        best: tuple[int, Procedure] | None = None
+        for proc in self.catalog.ordered():
+            for name in [proc.short_name, proc.name, *proc.aliases]:
+                alias = fold(name)
+                if alias and alias in folded and (best is None or len(alias) > best[0]):
+                    best = (len(alias), proc)
+        return best[1] if best else None
+
+    # ------------------------------------------------------------------ drafts
+    def _active(self) -> DraftRec | None:
+        draft_id = self.session.get("active")
+        if not draft_id:
+            return None
+        draft = self.uow.draft(draft_id)
+        if draft is None or draft.citizen_id != self.citizen.id or draft.status == eng.CANCELLED:
+            self.session["active"] = None
+            return None
+        if self.catalog.get(draft.procedure_id) is None:
+            self.session["active"] = None
+            return None
+        return draft
+
+    def _start_procedure(self, proc: Procedure, force_new: bool = False) -> None:
+        if not force_new:
+            existing = [
+                d
+                for d in self.uow.drafts_of(self.citizen.id, (eng.ACTIVE, eng.COMPLETED))
+                if d.procedure_id == proc.id
+            ]
+            if existing:
+                draft = existing[0]
+                self._next_menu_turn()
+                rows = [
+                    [self._mbtn(self.r.label("resume"), f"r:{draft.short_id}")],
+                    [self._mbtn(self.r.label("new_other"), f"n:{proc.id}")],
+                ]
+                self._say(self.r.msg("existing_draft", proc=proc, subject=draft.subject), rows)
+                return
+        draft = DraftRec(
+            id=None,
+            short_id="",
+            citizen_id=self.citizen.id,
+            procedure_id=proc.id,
+            procedure_version=proc.version,
+            status=eng.ACTIVE,
+            stage="questions",
+            subject="",
+            payload=eng.new_state(proc),
+            dossier_code=None,
+            created_at=self.now,
+            updated_at=self.now,
+            version=1,
+        )
+        draft = self.uow.add_draft(draft)
+        self.session["active"] = draft.id
+        step = eng.Engine(self._ctx(proc, draft), draft.payload, draft.status).start()
+        self._apply(draft, proc, step)
+
+    def _ctx(self, proc: Procedure, draft: DraftRec) -> eng.Ctx:
+        return eng.Ctx(
+            proc=proc,
+            renderer=self.r,
+            key=draft.short_id,
+            today=self.today,
+            keywords=self.catalog.keywords,
+        )
+
+    def _engine_event(self, draft: DraftRec, event: Any) -> None:
+        proc = self.catalog.get(draft.procedure_id)
+        if proc is None:
+            self._menu(note="choose_procedure")
+            return
+        step = eng.Engine(self._ctx(proc, draft), draft.payload, draft.status).handle(event)
+        self._apply(draft, proc, step)
+
+    def _engine_resume(self, draft: DraftRec) -> None:
+        proc = self.catalog.get(draft.procedure_id)
+        if proc is None:
+            self._menu(note="choose_procedure")
+            return
+        step = eng.Engine(self._ctx(proc, draft), draft.payload, draft.status).resume()
+        self._apply(draft, proc, step)
+
+    def _apply(self, draft: DraftRec, proc: Procedure, step: eng.Step) -> None:
+        draft.payload = step.state
+        draft.status = step.status
+        draft.stage = step.state.get("stage", "questions")
+        draft.procedure_version = proc.version
+        draft.dossier_code = step.state.get("dossier_code")
+        shown = step.state.get("shown", {})
+        draft.subject = next((shown[f] for f in SUBJECT_FIELDS if shown.get(f)), "")[:80]
+        draft.updated_at = self.now
+        self.uow.save_draft(draft)
+        self.uow.add_facts(
+            FactRec(
+                kind=f.kind,
+                data=f.data | {"procedure": proc.id},
+                citizen_id=self.citizen.id,
+                draft_id=draft.id,
+                at=self.now,
+            )
+            for f in step.facts
+        )
+        if step.handoff:
+            self.uow.add_handoff(self.citizen.id, draft.id, step.handoff, self.now)
+        self.out.replies.extend(step.replies)
+        if step.to_menu:
+            self.session["active"] = None
+            self._menu(note="choose_procedure")
+
+    def _handoff(self, draft_id: int | None, reason: str) -> None:
+        self.uow.add_handoff(self.citizen.id, draft_id, reason, self.now)
+        self.uow.add_facts(
+            [
+                FactRec(
+                    kind="HandoffRequested",
+                    data={"reason": reason},
+                    citizen_id=self.citizen.id,
+                    draft_id=draft_id,
+                    at=self.now,
+                )
+            ]
+        )
+
+    def _say(self, text: str, rows: list[list[Button]] | None = None) -> None:
+        self.out.replies.append(
+            Reply(text, tuple(tuple(r) for r in (rows or [])), "choice" if rows else "none")
+        )

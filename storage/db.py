@@ -1,0 +1,86 @@
+"""Engines and the Alembic configuration.
+
+SQLite is the embedded default: a file database in WAL mode, with a busy timeout and
+foreign keys on. PostgreSQL (psycopg 3) is the scale-out store.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def normalize_url(url: str) -> str:
+    """Point plain PostgreSQL URLs at the psycopg 3 driver; leave others as they are."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _json_dumps(value: Any) -> str:
+    # Vietnamese text stays readable in the database instead of \\u escapes.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # In-memory databases answer "memory" and stay so; files switch to WAL for good.
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL.
+
+    Statement parameters are never logged or put into error messages (hide_parameters):
+    they carry personal data.
+    """
+    sa_url = make_url(normalize_url(url))
+    options: dict[str, Any] = {
+        "echo": echo,
+        "hide_parameters": True,
+        "json_serializer": _json_dumps,
+    }
+    backend = sa_url.get_backend_name()
+    if backend == "sqlite":
+        database = sa_url.database or ""
+        in_memory = database in ("", ":memory:") or sa_url.query.get("mode") == "memory"
+        if in_memory:
+            # One shared connection, so every session sees the same in-memory database.
+            options["poolclass"] = StaticPool
+            options["connect_args"] = {"check_same_thread": False}
+        elif not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(sa_url, **options)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    if backend == "postgresql":
+        options["pool_pre_ping"] = True
+    return create_engine(sa_url, **options)
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic configuration built in code (no alembic.ini), usable from any directory.
+
+    Pass the database URL to use Alembic commands directly, for example
+    `alembic.command.revision(alembic_config(url), message="...", autogenerate=True)`.
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    if url is not None:
+        cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return cfg

@@ -1,0 +1,1 @@
+"""Alembic migrations for the storage tables (run through storage.store.Store.upgrade)."""

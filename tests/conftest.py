@@ -1,0 +1,83 @@
+"""Shared fixtures.
+
+`store` runs a test once per backend: SQLite (a temp file) and PostgreSQL. PostgreSQL
+tests get a private schema on the shared database (dropped afterwards); if the server
+cannot be reached they fail, unless MOTCUA_SKIP_PG=1 is set. MOTCUA_TEST_PG_URL overrides
+the server URL.
+"""
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+
+from storage.store import Store
+
+PG_URL = os.environ.get("MOTCUA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def make_store(kind: str, *, upgrade: bool = True) -> Iterator[Store]:
+    """A fresh Store of `kind` ("sqlite" or "postgresql"), migrated unless upgrade=False.
+
+    Everything it created is removed when the block ends.
+    """
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="motcua-test-") as folder:
+            store = Store(f"sqlite:///{folder}/motcua.db")
+            try:
+                if upgrade:
+                    store.upgrade()
+                yield store
+            finally:
+                store.dispose()
+        return
+    if kind != "postgresql":
+        raise ValueError(f"unknown store kind {kind!r}")
+
+    schema = f"motcua_test_{secrets.token_hex(6)}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        except sa.exc.OperationalError as error:
+            if os.environ.get("MOTCUA_SKIP_PG") == "1":
+                pytest.skip(f"PostgreSQL unreachable and MOTCUA_SKIP_PG=1: {error}")
+            raise
+        url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        store = Store(url.render_as_string(hide_password=False))
+        try:
+            if upgrade:
+                store.upgrade()
+            yield store
+        finally:
+            store.dispose()
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    with make_store(request.param) as fresh:
+        yield fresh
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/*.txt from the current behaviour (review the diff!)",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
