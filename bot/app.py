@@ -17,6 +17,7 @@ def configure_logging(level: str) -> None:
     )
     # httpx logs every request URL, which contains the bot token
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 def build_service(settings: Settings, *, upgrade: bool = True) -> ConversationService:

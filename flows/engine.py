@@ -465,6 +465,9 @@ class Engine:
         if f.type == "info":
             self._store(f, Valid("ok", self.r.label("ok")))
             return
+        for suggestion in f.suggest:  # "kinh" typed for the "Kinh" button is that button
+            if fold(suggestion) == fold(text):
+                text = suggestion
         answers, _ = self._eff()
         outcome = validators.validate(f, text, answers, self.c.today)
         if isinstance(outcome, Valid):
@@ -492,7 +495,7 @@ class Engine:
         if yes:
             self._store(f, Valid(pending["value"], pending["display"]))
         else:
-            self._say(self.r.msg("confirm_refused"))
+            self._say(self.r.msg("confirm_refused", code=pending.get("code")))
             self._render_current()
 
     def _store(self, f: FieldSpec, valid: Valid) -> None:

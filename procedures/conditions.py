@@ -9,12 +9,15 @@ sees every answered field by its id (its stored value; a choice gives the choice
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_SPACES = re.compile(r"(?<=\S)[ \t]{2,}")
 
 
 class ConditionError(ValueError):
@@ -101,7 +104,8 @@ def render_string(source: str, ctx: Mapping[str, Any]) -> str:
     """Render a small template from YAML (a question, a fact, a computed value)."""
     if "{" not in source:
         return source
-    return _template(source).render(**ctx)
+    # a condition inside a sentence leaves runs of spaces behind: fold them
+    return _SPACES.sub(" ", _template(source).render(**ctx))
 
 
 def render_strict(source: str, ctx: Mapping[str, Any]) -> str:

@@ -167,7 +167,12 @@ def load_catalog(extra_roots: Iterable[Path] = (), *, include_builtin: bool = Tr
         procedures[proc.id] = proc
         folders[proc.id] = folder
     ui = _read_yaml(SHARED_DIR / "ui.yaml")
-    keywords = _read_yaml(SHARED_DIR / "keywords.yaml")
+    from procedures.text import fold
+
+    keywords = {
+        action: [fold(p) for p in phrases]
+        for action, phrases in (_read_yaml(SHARED_DIR / "keywords.yaml") or {}).items()
+    }
     return Catalog(
         procedures=procedures,
         folders=folders,
