@@ -29,8 +29,8 @@ class Renderer:
         return self.catalog.ui["buttons"][key]
 
     # -- messages
-    def msg(self, name: str, **ctx: Any) -> str:
-        macro = getattr(self._messages, name)
+    def msg(self, macro_name: str, /, **ctx: Any) -> str:
+        macro = getattr(self._messages, macro_name)
         return _tidy(str(macro(ctx)))
 
     def error(self, code: str, params: Mapping[str, Any]) -> str:

@@ -31,7 +31,15 @@ log = logging.getLogger(__name__)
 OPEN_STATUSES = (eng.ACTIVE, eng.COMPLETED, eng.EXITED)
 LISTED_STATUSES = (eng.ACTIVE, eng.COMPLETED, eng.SUBMITTED, eng.EXITED)
 MAX_LISTED = 8
-SUBJECT_FIELDS = ("subject_full_name", "requester_full_name")
+
+
+def subject_of(proc: Procedure, state: dict[str, Any]) -> str:
+    """Whom a draft is for, to tell drafts apart in /hoso: the subject's name when the
+    procedure asks it (`subject_*`), else the first name answered."""
+    shown = state.get("shown", {})
+    names = [f.id for f in proc.fields if f.type == "name" and shown.get(f.id)]
+    names.sort(key=lambda fid: not fid.startswith("subject_"))
+    return shown[names[0]][:80] if names else ""
 
 
 def utcnow() -> dt.datetime:
@@ -414,8 +422,7 @@ class _Turn:
         draft.stage = step.state.get("stage", "questions")
         draft.procedure_version = proc.version
         draft.dossier_code = step.state.get("dossier_code")
-        shown = step.state.get("shown", {})
-        draft.subject = next((shown[f] for f in SUBJECT_FIELDS if shown.get(f)), "")[:80]
+        draft.subject = subject_of(proc, step.state)
         draft.updated_at = self.now
         self.uow.save_draft(draft)
         self.uow.add_facts(
