@@ -118,30 +118,54 @@ def migrate_state(proc: Procedure, state: dict[str, Any]) -> dict[str, Any]:
 
 def applicable(proc: Procedure, answers: dict[str, Any], today: dt.date) -> list[FieldSpec]:
     """Asked fields whose condition holds, in declared order."""
-    return [f for f in proc.fields if f.asked and conditions.holds(f.when, answers, today)]
+    ns = conditions.namespace(answers, today)
+    return [f for f in proc.fields if f.asked and conditions.holds_ns(f.when, ns)]
+
+
+_EFF_CACHE: dict[tuple, tuple[dict[str, Any], dict[str, str]]] = {}
 
 
 def effective_answers(
     proc: Procedure, state: dict[str, Any], today: dt.date
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Answers of fields that still apply (a changed branch hides old answers), plus
-    computed fields."""
+    computed fields. Pure; memoised on the answers because every step asks it often."""
     raw = state["answers"]
+    try:
+        key = (
+            proc.id,
+            proc.version,
+            today,
+            tuple(sorted(raw.items())),
+            tuple(sorted(state["shown"].items())),
+        )
+        hit = _EFF_CACHE.get(key)
+    except TypeError:  # an unhashable stored value: compute without the cache
+        key, hit = None, None
+    if hit is not None:
+        return dict(hit[0]), dict(hit[1])
     answers: dict[str, Any] = {}
     shown: dict[str, str] = {}
+    ns = conditions.namespace(answers, today)
     # conditions may depend on earlier answers only; walk in order
     for f in proc.fields:
         if not f.asked:
             continue
-        if f.id in raw and conditions.holds(f.when, answers, today):
+        if f.id in raw and conditions.holds_ns(f.when, ns):
             answers[f.id] = raw[f.id]
+            ns[f.id] = raw[f.id]
             shown[f.id] = state["shown"].get(f.id, str(raw[f.id]))
     ctx = template_ctx(proc, answers, shown, today)
+    ns = conditions.namespace(answers, today)
     for f in proc.fields:
-        if f.type == "computed" and conditions.holds(f.when, answers, today):
+        if f.type == "computed" and conditions.holds_ns(f.when, ns):
             value = conditions.render_string(f.value or "", ctx).strip()
             answers[f.id] = value
             shown[f.id] = value
+    if key is not None:
+        if len(_EFF_CACHE) > 2048:
+            _EFF_CACHE.clear()
+        _EFF_CACHE[key] = (dict(answers), dict(shown))
     return answers, shown
 
 

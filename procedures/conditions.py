@@ -8,6 +8,7 @@ sees every answered field by its id (its stored value; a choice gives the choice
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import re
 from collections.abc import Mapping
@@ -84,11 +85,104 @@ def names_in(expr: str) -> set[str]:
     return {n.name for n in ast.find_all(nodes.Name)}
 
 
+# -- a fast path for the simple conditions procedures use (==, !=, in, and/or/not,
+# has(), age(), comparisons): the expression is parsed once into a small tree of
+# closures over a whitelist of node types. Nothing is ever passed to eval(); anything
+# outside the whitelist (filters, tests, attribute access...) goes through Jinja.
+
+_CMP = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+}
+_CONSTS = {"true": True, "false": False, "none": None, "True": True, "False": False, "None": None}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _build(node: ast.AST):
+    if isinstance(node, ast.Expression):
+        return _build(node.body)
+    if isinstance(node, ast.BoolOp):
+        parts = [_build(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda ns: all(p(ns) for p in parts)
+        return lambda ns: any(p(ns) for p in parts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        inner = _build(node.operand)
+        return lambda ns: not inner(ns)
+    if isinstance(node, ast.Compare):
+        left = _build(node.left)
+        ops = [_CMP[type(op)] for op in node.ops if type(op) in _CMP]
+        if len(ops) != len(node.ops):
+            raise _Unsupported
+        rights = [_build(c) for c in node.comparators]
+
+        def compare(ns):
+            a = left(ns)
+            for op, right in zip(ops, rights, strict=True):
+                b = right(ns)
+                if not op(a, b):
+                    return False
+                a = b
+            return True
+
+        return compare
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool):
+        value = node.value
+        return lambda ns: value
+    if isinstance(node, ast.Name):
+        name = node.id
+        if name in _CONSTS:
+            const = _CONSTS[name]
+            return lambda ns: const
+        return lambda ns: ns.get(name)
+    if isinstance(node, ast.List | ast.Tuple):
+        items = [_build(e) for e in node.elts]
+        return lambda ns: [i(ns) for i in items]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("has", "age")
+        and len(node.args) == 1
+        and not node.keywords
+    ):
+        fn = node.func.id
+        arg = _build(node.args[0])
+        return lambda ns: ns[fn](arg(ns))
+    raise _Unsupported
+
+
+@lru_cache(maxsize=4096)
+def _fast(expr: str):
+    try:
+        return _build(ast.parse(expr.strip(), mode="eval"))
+    except (SyntaxError, _Unsupported, KeyError):
+        return None
+
+
 def holds(expr: str | None, answers: Mapping[str, Any], today: dt.date) -> bool:
     if not expr:
         return True
+    return holds_ns(expr, namespace(answers, today))
+
+
+def holds_ns(expr: str | None, ns: Mapping[str, Any]) -> bool:
+    """`holds` with a namespace built once (see `namespace`) for many conditions."""
+    if not expr:
+        return True
+    fast = _fast(expr)
     try:
-        return bool(_compiled(expr)(**namespace(answers, today)))
+        if fast is not None:
+            return bool(fast(ns))
+        return bool(_compiled(expr)(**ns))
     except ConditionError:
         raise
     except Exception:  # a type error inside a condition means "does not hold"

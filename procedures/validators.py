@@ -508,11 +508,21 @@ def _v_after(valid, params, field, answers, today):
 # ---------------------------------------------------------------- choices
 
 
+_FORMS: dict[int, tuple[FieldSpec, list[tuple[Any, list[str]]]]] = {}
+
+
 def _choice_forms(field: FieldSpec) -> list[tuple[Any, list[str]]]:
+    """Folded forms of every choice, computed once per field (fields are immutable)."""
+    hit = _FORMS.get(id(field))
+    if hit is not None and hit[0] is field:
+        return hit[1]
     out = []
     for c in field.choices:
         forms = [fold(x) for x in (c.label, c.value or "", *c.synonyms, c.id.replace("_", " "))]
         out.append((c, [f for f in forms if f]))
+    if len(_FORMS) > 4096:
+        _FORMS.clear()
+    _FORMS[id(field)] = (field, out)
     return out
 
 
