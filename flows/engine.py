@@ -60,6 +60,7 @@ class Step:
     status: str
     to_menu: bool = False  # the person left the draft for the main menu
     handoff: str | None = None  # reason, when an officer was requested
+    start: str | None = None  # the person asked to start this other procedure
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ class Ctx:
     key: str  # the draft's short id, first part of callback data
     today: dt.date
     keywords: dict[str, list[str]]
+    intents: Any = None  # flows.intents.IntentModel, or None: typed text is only answers
+
+
+# intent kinds the engine handles inside a draft (others fall back to the field's error)
+DRAFT_INTENTS = {"question", "greeting", "thanks", "officer", "cancel", "help", "start_procedure"}
+DRAFT_INTENTS |= {"list_procedures", "ambiguous"}
 
 
 def new_state(proc: Procedure) -> dict[str, Any]:
@@ -220,6 +227,7 @@ class Engine:
         self.facts: list[FactOut] = []
         self.to_menu = False
         self.handoff: str | None = None
+        self.start_other: str | None = None
 
     # -- public
     def start(self) -> Step:
@@ -269,6 +277,7 @@ class Engine:
             status=self.status,
             to_menu=self.to_menu,
             handoff=self.handoff,
+            start=self.start_other,
         )
 
     def _bump(self) -> None:
@@ -331,10 +340,15 @@ class Engine:
                 self._on_token("e:" + fields[int(m.group(1)) - 1].id)
             elif fold(text) in self.c.keywords.get("yes", []):
                 self._on_token("confirm")
+            elif self.c.intents is not None and self._intent(text):
+                pass
             else:
                 self._say(self.r.msg("review_hint"))
                 self._render_current()
         elif stage == "result":
+            if self.c.intents is not None and self.c.intents.is_clear_question(text, self.proc.id):
+                if self._intent(text):
+                    return
             self._dossier_code(text)
         elif stage == "cancel":
             folded = fold(text)
@@ -344,6 +358,8 @@ class Engine:
                 self._on_token("cn")
             else:
                 self._render_current()
+        elif self.c.intents is not None and self._intent(text):
+            pass
         else:
             self._render_current()
 
@@ -492,12 +508,22 @@ class Engine:
         for suggestion in f.suggest:  # "kinh" typed for the "Kinh" button is that button
             if fold(suggestion) == fold(text):
                 text = suggestion
+        model = self.c.intents
+        if (
+            model is not None
+            and not via_button
+            and f.type in ("text", "name")
+            and model.is_clear_question(text, self.proc.id)
+            and self._intent(text)
+        ):
+            return  # "bao nhieu tien?" typed where a name is asked is a question
         answers, _ = self._eff()
         outcome = validators.validate(f, text, answers, self.c.today)
         if isinstance(outcome, Valid):
             self._store(f, outcome)
         elif isinstance(outcome, Invalid):
-            self._reject(outcome.code, outcome.params, f)
+            if via_button or model is None or not self._intent(text):
+                self._reject(outcome.code, outcome.params, f)
         elif isinstance(outcome, Ambiguous):
             options = [[o.value, o.display] for o in outcome.options]
             self.s["pending"] = {"kind": "pick", "field": f.id, "options": options}
@@ -512,6 +538,38 @@ class Engine:
                 "params": outcome.params,
             }
             self._render_current()
+
+    def _intent(self, text: str) -> bool:
+        """Handle typed text as a question or request if it clearly is one; True if so.
+        Answers come from the procedure's own facts (flows.intents), then the person is
+        asked the current question again: their place is never lost."""
+        from flows import intents as it
+
+        intent = self.c.intents.classify(text, current_procedure=self.proc.id)
+        if not intent.confident or intent.kind not in DRAFT_INTENTS:
+            return False
+        kind = intent.kind
+        if kind == "officer":
+            self._officer("asked")
+        elif kind == "cancel":
+            self._on_token("cancel")
+        elif kind == "help":
+            self._help()
+        elif kind == "list_procedures":
+            self.to_menu = True
+        elif kind == "start_procedure" and intent.procedure not in (None, self.proc.id):
+            self.start_other = intent.procedure
+        elif kind == "start_procedure":
+            self._render_current()
+        else:
+            answers, shown = self._eff()
+            text = it.render_reply(
+                self.r.catalog, intent, answers, self.c.today, shown=shown, in_draft=True
+            )
+            self.facts.append(FactOut("QuestionAnswered", {"topic": intent.topic}))
+            self._say(text)
+            self._render_current()
+        return True
 
     def _confirm_pending(self, f: FieldSpec, yes: bool) -> None:
         pending = self.s.get("pending") or {}
@@ -549,7 +607,36 @@ class Engine:
                 self.facts.append(FactOut("ExitTaken", {"exit": choice.exit}))
                 self._render_exit(ex)
                 return
+        for label in self._recheck_dependents(f):
+            self._say(self.r.msg("recheck", changed=f.label, label=label))
         self._advance(confirm=valid.display)
+
+    def _recheck_dependents(self, changed: FieldSpec) -> list[str]:
+        """An edit can make a later answer wrong (the gender against the ID number, the
+        purpose against the number of copies): check the answers whose validators read
+        the changed field again; a failing one is removed, so it is asked again."""
+        dropped: list[str] = []
+        for g in self.proc.fields:
+            if g.id == changed.id or g.id not in self.s["answers"]:
+                continue
+            reads = any(
+                changed.id in [str(x) for x in v.params.values()]
+                or (v.when and changed.id in conditions.names_in(v.when))
+                for v in g.validators
+            )
+            if not reads:
+                continue
+            answers, shown = self._eff()
+            if g.id not in answers:
+                continue
+            others = {k: v for k, v in answers.items() if k != g.id}
+            outcome = validators.validate(g, shown.get(g.id, ""), others, self.c.today)
+            if isinstance(outcome, Invalid):
+                self.s["answers"].pop(g.id, None)
+                self.s["shown"].pop(g.id, None)
+                self.facts.append(FactOut("AnswerInvalidated", {"field": g.id}))
+                dropped.append(g.label)
+        return dropped
 
     def _advance(self, confirm: str | None = None) -> None:
         nxt = current_field(self.proc, self.s, self.c.today)
