@@ -9,6 +9,8 @@ from pathlib import Path
 
 from bot.settings import SettingsError, load_settings
 
+TICK_SECONDS = 60  # how often unclaimed cases are checked for re-announcement
+
 
 def _fail(message: str) -> int:
     print(f"motcua: {message}", file=sys.stderr)
@@ -22,12 +24,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(require_token=True)
     configure_logging(settings.log_level)
     service = build_service(settings)
+    officers = service.officers
     app = build_application(
         service,
         settings.telegram_bot_token,
         base_url=settings.base_url,
         base_file_url=settings.base_file_url,
+        groups=officers.groups() if officers else frozenset(),
+        tick_seconds=TICK_SECONDS if officers else None,
     )
+    if service.reminders is not None and settings.reminders.enabled:
+        from bot.reminders import schedule
+
+        schedule(app, service.reminders, settings.reminders.tick_seconds)
     run_polling(app)
     return 0
 
@@ -87,6 +96,50 @@ def cmd_procedures_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_questions(args: argparse.Namespace) -> int:
+    """The most frequent messages the bot did not understand (already redacted)."""
+    from flows.intents import top_questions
+    from storage.store import Store
+
+    settings = load_settings()
+    store = Store(settings.database_url)
+    store.upgrade()
+    with store.unit_of_work() as uow:
+        texts = [f.data.get("text", "") for f in uow.facts(kind="UnknownMessage")]
+    store.dispose()
+    for text, count in top_questions(texts, n=args.top):
+        print(f"{count:5d}  {text}")
+    if not texts:
+        print("motcua: no unknown messages recorded")
+    return 0
+
+
+def cmd_reminders(args: argparse.Namespace) -> int:
+    """Reminder rows for operators: planned ones (due ones marked), or all with --all."""
+    import datetime as dt
+
+    from flows.reminders import Reminders
+    from procedures.loader import load_catalog
+    from storage.store import Store
+
+    settings = load_settings()
+    store = Store(settings.database_url)
+    store.upgrade()
+    reminders = Reminders(store, load_catalog(settings.procedures_dirs), config=settings.reminders)
+    now = dt.datetime.now(dt.UTC)
+    listed = reminders.listing(now, all_rows=args.all)
+    store.dispose()
+    for r in listed:
+        due = "DUE " if r.status == "planned" and r.due_at <= now else "    "
+        print(
+            f"{due}{r.id:6d}  {r.due_at:%Y-%m-%d %H:%M}Z  {r.kind:6s} #{r.seq}  "
+            f"citizen {r.citizen_id}  draft {r.draft_id}  {r.status} {r.note}".rstrip()
+        )
+    waiting = sum(1 for r in listed if r.status == "planned" and r.due_at <= now)
+    print(f"motcua: {len(listed)} reminders listed, {waiting} due now")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="motcua", description="A commune's one-stop desk on Telegram")
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,6 +152,12 @@ def parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database commands")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade", help="create or migrate the schema").set_defaults(func=cmd_db)
+    questions = sub.add_parser("questions", help="most frequent messages not understood")
+    questions.add_argument("--top", type=int, default=20)
+    questions.set_defaults(func=cmd_questions)
+    rem = sub.add_parser("reminders", help="list planned (and due) reminders")
+    rem.add_argument("--all", action="store_true", help="also sent and cancelled ones")
+    rem.set_defaults(func=cmd_reminders)
     procs = sub.add_parser("procedures", help="procedure commands")
     psub = procs.add_subparsers(dest="procedures_command", required=True)
     check = psub.add_parser("check", help="lint every procedure")

@@ -73,6 +73,10 @@ class Console:
         outbound = self.service.handle(Inbound(self.sender, event))
         for reply in outbound.replies:
             self.show(reply)
+        for delivery in outbound.deliveries:  # messages for other chats (officers): one line
+            if delivery.reply is not None and delivery.edit_message_id is None:
+                first = delivery.reply.text.splitlines()[0] if delivery.reply.text else ""
+                self.write(f"[-> {delivery.target.chat_id}] {first}")
 
     def run(self, first: str = "/start") -> int:
         self.write(self.labels.get("banner", ""))

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from flows.reminders import ReminderConfig
+
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{20,}$")
 DEFAULT_DB = "sqlite:///motcua.db"
 
@@ -29,6 +31,17 @@ class Settings:
     timezone: str
     procedures_dirs: tuple[Path, ...]
     log_level: str
+    # the officer side (all empty: officers are not configured, requests are only recorded)
+    communes_file: Path | None = None
+    officer_chat_id: int | None = None
+    officer_ids: tuple[str, ...] = ()
+    reannounce_minutes: int = 30
+    # reminders (MOTCUA_REMINDER*, MOTCUA_QUIET_HOURS; flows/reminders.py)
+    reminders: ReminderConfig = ReminderConfig()
+
+    @property
+    def officers_configured(self) -> bool:
+        return self.communes_file is not None or self.officer_chat_id is not None
 
     @property
     def base_url(self) -> str | None:
@@ -95,7 +108,17 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
         raise SettingsError(
             f"MOTCUA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}"
         )
+    communes_file, officer_chat_id, officer_ids, reannounce = _officer_settings(env)
+    try:
+        reminders = ReminderConfig.from_env(env)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     return Settings(
+        communes_file=communes_file,
+        officer_chat_id=officer_chat_id,
+        officer_ids=officer_ids,
+        reannounce_minutes=reannounce,
+        reminders=reminders,
         telegram_bot_token=token,
         telegram_api_base_url=base,
         database_url=db,
@@ -103,3 +126,44 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
         procedures_dirs=dirs,
         log_level=level,
     )
+
+
+def _officer_settings(env: dict[str, str]) -> tuple[Path | None, int | None, tuple[str, ...], int]:
+    raw_file = (env.get("MOTCUA_COMMUNES_FILE") or "").strip()
+    communes_file = Path(raw_file).expanduser() if raw_file else None
+    if communes_file is not None and not communes_file.is_file():
+        raise SettingsError(f"MOTCUA_COMMUNES_FILE: {communes_file} is not a file")
+    raw_chat = (env.get("OFFICER_CHAT_ID") or "").strip()
+    chat_id = None
+    if raw_chat:
+        if not re.fullmatch(r"-\d{1,20}", raw_chat):
+            raise SettingsError(
+                f"OFFICER_CHAT_ID must be the officers' group id, a negative number "
+                f"(like -1001234567890), got {raw_chat!r}"
+            )
+        chat_id = int(raw_chat)
+    raw_ids = (env.get("OFFICER_IDS") or "").strip()
+    ids = tuple(p.strip() for p in raw_ids.split(",") if p.strip())
+    bad = [p for p in ids if not p.isdigit()]
+    if bad:
+        raise SettingsError(
+            f"OFFICER_IDS must be Telegram user ids separated by commas "
+            f"(like 111111111,222222222), got {bad[0]!r}"
+        )
+    if communes_file is not None and (chat_id is not None or ids):
+        raise SettingsError(
+            "set either MOTCUA_COMMUNES_FILE (several communes) or OFFICER_CHAT_ID and "
+            "OFFICER_IDS (one commune), not both"
+        )
+    if (chat_id is None) != (not ids):
+        raise SettingsError(
+            "OFFICER_CHAT_ID and OFFICER_IDS go together: the officers' group id and "
+            "the officers' Telegram user ids"
+        )
+    raw_minutes = (env.get("MOTCUA_REANNOUNCE_MINUTES") or "").strip() or "30"
+    if not raw_minutes.isdigit() or not 1 <= int(raw_minutes) <= 1440:
+        raise SettingsError(
+            f"MOTCUA_REANNOUNCE_MINUTES must be a number of working minutes from 1 to 1440, "
+            f"got {raw_minutes!r}"
+        )
+    return communes_file, chat_id, ids, int(raw_minutes)

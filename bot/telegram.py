@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import importlib.util
 import logging
 import re
+import sys
 import traceback
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +30,7 @@ from telegram import (
     InlineKeyboardMarkup,
     InputFile,
     Message,
+    ReplyParameters,
     Update,
 )
 from telegram.constants import ChatType
@@ -38,8 +41,10 @@ from telegram.warnings import PTBDeprecationWarning
 from flows.types import (
     Attachment,
     Command,
+    Delivery,
     Event,
     Inbound,
+    Origin,
     Other,
     Outbound,
     Press,
@@ -56,6 +61,21 @@ CAPTION_LIMIT = 1024
 NOTICE_LIMIT = 200  # callback query answer text
 MAX_RETRY_AFTER = 60.0  # seconds we are willing to wait on a 429 before giving up
 SEND_ATTEMPTS = 3
+# Updates handled at once, and as many HTTP connections to the Bot API (so no request ever
+# queues inside httpcore). httpcore's pool checks every connection (system calls each) on
+# every request and every queued request against every connection, so PTB's default of 256
+# spent more CPU on bookkeeping than on the conversation. 24 in flight keep one process
+# busy up to ~100 ms round trips to the Bot API (a press takes three calls); farther away,
+# raise it (README, Performance).
+MAX_CONCURRENT_UPDATES = 24
+
+# httpcore (1.0.x) runs `import sniffio` on every request; when sniffio is not installed
+# (anyio >= 4.11 no longer brings it) that failed import searches sys.path each time and
+# cost a fifth of the bot's CPU under load (encode/httpcore discussion #1102).
+# A None entry in sys.modules makes the import fail at once; nothing changes when sniffio
+# is installed.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 # Message content kinds reported as Other(kind), checked in this order (an animation also
 # carries `document`, a venue also carries `location`).
@@ -88,7 +108,11 @@ T = TypeVar("T")
 
 
 class Handler(Protocol):
-    """What the transport needs from the conversation service."""
+    """What the transport needs from the conversation service.
+
+    Optional, used when present: `record_sent(tag, chat_id, message_id, thread_id)` (a
+    Delivery with `record=tag` was sent) and `tick() -> Outbound` (periodic work, run by
+    the job queue when `build_application(tick_seconds=...)` is given)."""
 
     def handle(self, inbound: Inbound) -> Outbound: ...
 
@@ -116,16 +140,22 @@ def _content_kind(message: Message) -> str | None:
     return None
 
 
-def update_to_inbound(update: Update) -> Inbound | None:
+def update_to_inbound(update: Update, groups: frozenset[int] = frozenset()) -> Inbound | None:
     """Translate one update into an Inbound event, or None when it is not for the service.
 
-    Only private chats are handled. Channel posts, polls, membership changes, service
-    messages and updates without a chat or a user are ignored.
+    Private chats are handled, and the groups in `groups` (the officers' groups: their
+    events carry `Origin(group=True)`). Other groups, channel posts, polls, membership
+    changes, service messages and updates without a chat or a user are ignored.
     """
     chat = update.effective_chat
     user = update.effective_user
-    if chat is None or user is None or chat.type != ChatType.PRIVATE:
+    if chat is None or user is None:
         return None
+    group = chat.type in (ChatType.GROUP, ChatType.SUPERGROUP) and chat.id in groups
+    if chat.type != ChatType.PRIVATE and not (group and not user.is_bot):
+        return None
+    if group and update.callback_query is None and update.message is None:
+        return None  # edits and the rest, in a group: nothing to relay
 
     event: Event | None = None
     if update.callback_query is not None:
@@ -151,11 +181,36 @@ def update_to_inbound(update: Update) -> Inbound | None:
 
     sender = Sender(
         channel=CHANNEL,
-        external_id=str(chat.id),
+        external_id=str(user.id if group else chat.id),
         display_name=user.full_name,
         username=user.username or "",
     )
-    return Inbound(sender=sender, event=event)
+    return Inbound(sender=sender, event=event, origin=_origin(update, group))
+
+
+def _origin(update: Update, group: bool) -> Origin:
+    """Where the event's message sits: chat, forum topic, message id, what it answers."""
+    chat = update.effective_chat
+    query = update.callback_query
+    message = query.message if query is not None else update.message
+    if not isinstance(message, Message):
+        return Origin(chat_id=str(chat.id) if chat else "", group=group)
+    thread = message.message_thread_id if message.is_topic_message else None
+    replied = message.reply_to_message if query is None else None
+    if replied is not None and replied.forum_topic_created is not None:
+        replied = None  # a message in a topic "answers" the topic's first message
+    author = replied.from_user if replied is not None else None
+    return Origin(
+        chat_id=str(message.chat.id),
+        group=group,
+        thread_id=thread,
+        message_id=message.message_id,
+        reply_to_id=replied.message_id if replied is not None else None,
+        reply_to_text=(replied.text or replied.caption or "") if replied is not None else "",
+        reply_to_user=str(author.id) if author is not None else "",
+        reply_to_name=author.full_name if author is not None else "",
+        caption=(message.caption or "") if query is None else "",
+    )
 
 
 # ----------------------------------------------------------------------------- outbound
@@ -228,8 +283,9 @@ async def _with_retry(call: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-async def _send_attachment(bot, chat_id: int, attachment: Attachment, markup) -> str:
-    """Send the document; return caption text that did not fit and must go as a message."""
+async def _send_attachment(bot, chat_id: int, attachment: Attachment, markup, **where) -> str:
+    """Send the document (an image as a photo); return caption text that did not fit and
+    must go as a message."""
     caption = attachment.caption
     overflow = ""
     if _utf16_len(caption) > CAPTION_LIMIT:
@@ -241,42 +297,152 @@ async def _send_attachment(bot, chat_id: int, attachment: Attachment, markup) ->
             file.mimetype = attachment.mime
         return file
 
+    if attachment.mime.startswith("image/"):
+        await _with_retry(
+            lambda: bot.send_photo(
+                chat_id=chat_id,
+                photo=make_file(),
+                caption=caption or None,
+                reply_markup=markup,
+                **where,
+            )
+        )
+        return overflow
     await _with_retry(
         lambda: bot.send_document(
             chat_id=chat_id,
             document=make_file(),
             caption=caption or None,
             reply_markup=markup,
+            **where,
         )
     )
     return overflow
 
 
-async def send_outbound(bot, chat_id: int, outbound: Outbound) -> None:
-    """Send every reply of `outbound` to `chat_id`, in order."""
+async def send_outbound(
+    bot, chat_id: int, outbound: Outbound, thread_id: int | None = None
+) -> None:
+    """Send every reply of `outbound` to `chat_id` (in that forum topic), in order."""
     for reply in outbound.replies:
-        await send_reply(bot, chat_id, reply)
+        await send_reply(bot, chat_id, reply, thread_id=thread_id)
 
 
-async def send_reply(bot, chat_id: int, reply: Reply) -> None:
+def _where(thread_id: int | None, reply_to: int | None) -> dict:
+    where: dict = {}
+    if thread_id is not None:
+        where["message_thread_id"] = thread_id
+    if reply_to is not None:
+        where["reply_parameters"] = ReplyParameters(reply_to, allow_sending_without_reply=True)
+    return where
+
+
+async def send_reply(
+    bot, chat_id: int, reply: Reply, thread_id: int | None = None, reply_to: int | None = None
+) -> int | None:
+    """Send one reply; return the id of the last message sent."""
+    where = _where(thread_id, reply_to)
+    last_id: int | None = None
     markup = keyboard(reply)
     text = reply.text or ""
     if reply.attachment is not None:
         # Buttons go under the last message of the reply: the text if any, else the file.
         has_text = bool(text.strip()) or _utf16_len(reply.attachment.caption) > CAPTION_LIMIT
         overflow = await _send_attachment(
-            bot, chat_id, reply.attachment, None if has_text else markup
+            bot, chat_id, reply.attachment, None if has_text else markup, **where
         )
         if overflow:
             text = f"{overflow}\n\n{text}" if text.strip() else overflow
     pieces = split_text(text)
     for index, piece in enumerate(pieces):
         last = index == len(pieces) - 1
-        await _with_retry(
+        sent = await _with_retry(
             lambda piece=piece, last=last: bot.send_message(
-                chat_id=chat_id, text=piece, reply_markup=markup if last else None
+                chat_id=chat_id, text=piece, reply_markup=markup if last else None, **where
             )
         )
+        last_id = sent.message_id
+    return last_id
+
+
+class Deliverer:
+    """Sends an Outbound's deliveries to other chats (a citizen, an officers' group or its
+    topic, an officer's private chat) and reports recorded ones back to the handler. A
+    failed delivery is logged (its kind and error type only) and the others go on."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self._forums: dict[int, bool] = {}
+
+    async def is_forum(self, bot, chat_id: int) -> bool:
+        if chat_id not in self._forums:
+            try:
+                chat = await _with_retry(lambda: bot.get_chat(chat_id))
+                self._forums[chat_id] = bool(getattr(chat, "is_forum", False))
+            except TelegramError as err:
+                log.warning("cannot read group %s: %s", chat_id, type(err).__name__)
+                return False
+        return self._forums[chat_id]
+
+    async def send_all(self, bot, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            try:
+                await self.send(bot, delivery)
+            except TelegramError as err:
+                kind = "edit" if delivery.edit_message_id else "copy" if delivery.copy else "send"
+                log.warning("delivery (%s) failed: %s", kind, type(err).__name__)
+
+    async def send(self, bot, d: Delivery) -> None:
+        if d.target.channel != CHANNEL:
+            return  # a citizen of another channel (the terminal chat): not ours to reach
+        chat_id = int(d.target.chat_id)
+        thread = d.target.thread_id
+        if d.edit_message_id is not None:
+            if d.reply is not None:
+                await self._edit(bot, chat_id, d.edit_message_id, d.reply)
+            return
+        if d.new_topic and thread is None and await self.is_forum(bot, chat_id):
+            try:
+                topic = await _with_retry(lambda: bot.create_forum_topic(chat_id, d.new_topic))
+                thread = topic.message_thread_id
+            except TelegramError as err:  # no "manage topics" right: post in the group
+                log.warning("cannot open a topic in %s: %s", chat_id, type(err).__name__)
+        message_id: int | None = None
+        if d.copy is not None:
+            copy = d.copy
+            sent = await _with_retry(
+                lambda: bot.copy_message(
+                    chat_id=chat_id,
+                    from_chat_id=int(copy.from_chat_id),
+                    message_id=copy.message_id,
+                    caption=copy.caption,
+                    **_where(thread, d.reply_to_id),
+                )
+            )
+            message_id = sent.message_id
+        elif d.reply is not None:
+            message_id = await send_reply(bot, chat_id, d.reply, thread, d.reply_to_id)
+        record = getattr(self.handler, "record_sent", None)
+        if d.record and message_id is not None and record is not None:
+            try:
+                await asyncio.to_thread(record, d.record, str(chat_id), message_id, thread)
+            except Exception as exc:  # the message is out; carry on with the others
+                log.error("recording a sent message failed: %s", type(exc).__name__)
+
+    @staticmethod
+    async def _edit(bot, chat_id: int, message_id: int, reply: Reply) -> None:
+        try:
+            await _with_retry(
+                lambda: bot.edit_message_text(
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    text=split_text(reply.text)[0] if reply.text.strip() else "-",
+                    reply_markup=keyboard(reply),
+                )
+            )
+        except BadRequest as err:
+            # "message is not modified", "message to edit not found"
+            log.debug("edit refused: %s", err.message)
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -332,11 +498,13 @@ async def _remove_keyboard(query: CallbackQuery) -> None:
         log.warning("keyboard removal failed: %s", type(err).__name__)
 
 
-def _make_callback(handler: Handler, locks: ChatLocks):
+def _make_callback(
+    handler: Handler, locks: ChatLocks, deliverer: Deliverer, groups: frozenset[int]
+):
     async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Take the chat lock before the first await so updates keep their arrival order.
         chat = update.effective_chat
-        inbound = update_to_inbound(update)
+        inbound = update_to_inbound(update, groups)
         query = update.callback_query
         if inbound is None or chat is None:
             if query is not None:
@@ -351,7 +519,9 @@ def _make_callback(handler: Handler, locks: ChatLocks):
                     await _answer_callback(query, outbound.notice)
                     answered = True
                     await _remove_keyboard(query)
-                await send_outbound(context.bot, chat.id, outbound)
+                thread = inbound.origin.thread_id if inbound.origin.group else None
+                await send_outbound(context.bot, chat.id, outbound, thread)
+                await deliverer.send_all(context.bot, outbound.deliveries)
             finally:
                 if query is not None and not answered:
                     await _answer_callback(query, "")
@@ -382,13 +552,21 @@ def build_application(
     token: str,
     base_url: str | None = None,
     base_file_url: str | None = None,
+    *,
+    groups: frozenset[int] = frozenset(),
+    tick_seconds: float | None = None,
 ) -> Application:
     """Build the Application: one TypeHandler feeding `handler`, an error handler, and
-    `prepare_bot` as post_init (run by `run_polling`; call it yourself otherwise)."""
+    `prepare_bot` as post_init (run by `run_polling`; call it yourself otherwise).
+
+    `groups`: the officers' group chat ids whose messages and presses go to the handler
+    (every other group is ignored). `tick_seconds`: run `handler.tick()` that often in
+    the job queue and send what it returns."""
     builder = (
         Application.builder()
         .token(token)
-        .concurrent_updates(True)
+        .concurrent_updates(MAX_CONCURRENT_UPDATES)
+        .connection_pool_size(MAX_CONCURRENT_UPDATES)
         .post_init(prepare_bot)
         .connect_timeout(10)
         .read_timeout(15)
@@ -403,9 +581,24 @@ def build_application(
         builder = builder.base_file_url(base_file_url)
     app = builder.build()
     app.bot_data[_HANDLER_KEY] = handler
-    app.add_handler(TypeHandler(Update, _make_callback(handler, ChatLocks())))
+    deliverer = Deliverer(handler)
+    app.add_handler(
+        TypeHandler(Update, _make_callback(handler, ChatLocks(), deliverer, frozenset(groups)))
+    )
     app.add_error_handler(on_error)
+    if tick_seconds is not None and app.job_queue is not None:
+        app.job_queue.run_repeating(
+            _make_tick(handler, deliverer), interval=tick_seconds, first=tick_seconds
+        )
     return app
+
+
+def _make_tick(handler: Handler, deliverer: Deliverer):
+    async def tick(context: ContextTypes.DEFAULT_TYPE) -> None:
+        outbound = await asyncio.to_thread(handler.tick)  # type: ignore[attr-defined]
+        await deliverer.send_all(context.bot, outbound.deliveries)
+
+    return tick
 
 
 async def start(app: Application, poll_timeout: float = 10) -> None:

@@ -13,18 +13,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
 from flows import engine as eng
+from flows import intents
 from flows.render import Renderer
-from flows.types import Button, Command, Inbound, Other, Outbound, Press, Reply, Text
+from flows.types import Button, Command, Inbound, Other, Outbound, Press, Reply, Sender, Text
 from procedures.loader import Catalog
 from procedures.model import Procedure
-from procedures.text import fold
 from storage.store import DraftRec, FactRec, StaleVersion, Store
+
+if TYPE_CHECKING:
+    from flows.officer import OfficerDesk
+    from flows.reminders import Reminders
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +59,16 @@ class ConversationService:
         timezone: str = "Asia/Ho_Chi_Minh",
         clock: Callable[[], dt.datetime] = utcnow,
         raise_errors: bool = False,
+        officers: OfficerDesk | None = None,
+        reminders: Reminders | None = None,
     ) -> None:
         self.raise_errors = raise_errors  # tests see the real exception
+        self.officers = officers  # the officer side (flows/officer.py); None: not configured
+        self.reminders = reminders  # reminder rows (flows/reminders.py); None: no reminders
         self.store = store
         self.catalog = catalog
         self.renderer = Renderer(catalog)
+        self.intents = intents.model_for(catalog)
         self.tz = ZoneInfo(timezone)
         self.clock = clock
 
@@ -87,13 +96,58 @@ class ConversationService:
         for _attempt in range(5):
             try:
                 with self.store.unit_of_work() as uow:
-                    out = _Turn(self, uow, inbound, self.clock()).run()
+                    now = self.clock()
+                    # the officer side first: group events, officer commands, and the
+                    # citizen whose case an officer owns (the engine must not answer)
+                    out = self.officers.route(self, uow, inbound, now) if self.officers else None
+                    if out is None:
+                        out = _Turn(self, uow, inbound, now).run()
                     uow.commit()
                     return out
             except (StaleVersion, IntegrityError) as exc:  # another process won: redo
                 last = exc
                 continue
         raise RuntimeError("could not apply the update after several retries") from last
+
+    # ------------------------------------------------------------------ officer side
+    def resume_citizen(
+        self, uow: Any, citizen_id: int, draft_id: int | None, now: dt.datetime
+    ) -> list[Reply]:
+        """The bot takes a conversation back from an officer: re-render where the citizen
+        is (the case's draft, else their active one, else the menu), inside `uow`."""
+        citizen = uow.citizen_by_id(citizen_id)
+        if citizen is None:
+            return []
+        sender = Sender(citizen.channel, citizen.external_id)
+        turn = _Turn(self, uow, Inbound(sender, Command("start")), now)
+        if draft_id is not None and turn.uow.draft(draft_id) is not None:
+            turn.session["active"] = draft_id
+        draft = turn._active()
+        if draft is not None:
+            turn._engine_resume(draft)
+        else:
+            turn._menu(note="choose_procedure")
+        turn.citizen.session = turn.session
+        uow.save_citizen(turn.citizen)
+        return turn.out.replies
+
+    def record_sent(self, tag: str, chat_id: str, message_id: int, thread_id: int | None) -> None:
+        """The transport reports a message it sent for a Delivery with `record=tag`."""
+        if self.officers is None:
+            return
+        with self.store.unit_of_work() as uow:
+            self.officers.record_sent(uow, tag, chat_id, message_id, thread_id)
+            uow.commit()
+
+    def tick(self) -> Outbound:
+        """Periodic work (the transport's job queue calls it): unclaimed cases announced
+        again. Returns deliveries only."""
+        if self.officers is None:
+            return Outbound()
+        with self.store.unit_of_work() as uow:
+            deliveries = self.officers.due_reannouncements(uow, self.clock())
+            uow.commit()
+        return Outbound(deliveries=deliveries)
 
 
 class _Turn:
@@ -130,8 +184,10 @@ class _Turn:
             self._text(ev.text)
         elif isinstance(ev, Other):
             draft = self._active()
-            if draft:
+            if draft and self.session.get("screen") != "menu":
                 self._engine_event(draft, ev)
+            elif draft:
+                self._engine_resume(draft, note="resume_note")
             else:
                 self._menu(note="not_text_menu")
         if not self.erased:
@@ -163,6 +219,13 @@ class _Turn:
                 self._engine_resume(draft)
             else:
                 self._menu(note="choose_procedure")
+        elif name in ("tatnhac", "batnhac") and self.svc.reminders is not None:
+            self._say(self.svc.reminders.command(self.uow, self.citizen, name, self.now))
+            draft = self._active()
+            if draft:
+                self._engine_resume(draft)
+            else:
+                self._menu(note="choose_procedure")
         elif name == "xoadulieu":
             self._ask_erase()
         elif name in ("canbo", "huy"):
@@ -184,13 +247,42 @@ class _Turn:
 
     def _text(self, text: str) -> None:
         draft = self._active()
-        if draft:
+        if draft and self.session.get("screen") != "menu":
             self._engine_event(draft, Text(text))
             return
-        proc = self._match_procedure(text)
-        if proc:
+        # at a menu (or after "save and leave") typed text is never taken as the answer
+        # to a question that is not on the screen
+        intent = self.svc.intents.classify(text)
+        kind = intent.kind if intent.score >= 0.45 else "unknown"
+        proc = self.catalog.get(intent.procedure) if intent.procedure else None
+        if kind == "start_procedure" and proc and intent.confident:
             self._start_procedure(proc)
+        elif kind in ("question", "greeting", "thanks", "ambiguous", "start_procedure"):
+            self._menu(text=intents.render_reply(self.catalog, intent, None, self.today))
+        elif kind == "officer":
+            self._handoff(draft.id if draft else None, "asked_menu")
+            self._menu(note="officer_noted_menu")
+        elif kind == "help":
+            self._say(self.r.msg("general_help"))
+            self._menu(note="choose_procedure")
+        elif draft is not None:
+            self._engine_resume(draft, note="resume_note")
+        elif kind == "resume":
+            self._drafts_list()
+        elif kind == "list_procedures":
+            self._menu(note="choose_procedure")
         else:
+            self.uow.add_facts(
+                [
+                    FactRec(
+                        kind="UnknownMessage",
+                        data={"text": intents.redact(text)[:500]},
+                        citizen_id=self.citizen.id,
+                        draft_id=None,
+                        at=self.now,
+                    )
+                ]
+            )
             self._menu(note="unknown_text")
 
     def _press(self, data: str) -> None:
@@ -199,6 +291,9 @@ class _Turn:
             self._stale()
             return
         key, turn, token = parts
+        if key == "rm":  # a reminder's button (flows/reminders.py): no stale-turn check
+            self._menu_token(f"r:{token}")
+            return
         if key == "m":
             if turn != str(self.session.get("turn", 0)):
                 self._stale()
@@ -271,18 +366,21 @@ class _Turn:
     def _next_menu_turn(self) -> int:
         turn = int(self.session.get("turn", 0)) + 1
         self.session["turn"] = turn
+        self.session["screen"] = "menu"  # typed text is no longer an answer
         return turn
 
     def _mbtn(self, label: str, token: str) -> Button:
         data = f"m.{self.session.get('turn', 0)}.{token}"
         return Button(label, data)
 
-    def _menu(self, note: str | None = None, returning: bool = False) -> None:
+    def _menu(self, note: str | None = None, returning: bool = False, text: str = "") -> None:
         self._next_menu_turn()
         rows = [[self._mbtn(p.short_name, f"p:{p.id}")] for p in self.catalog.ordered()]
         rows.append([self._mbtn(self.r.label("list"), "list")])
         rows.append([self._mbtn(self.r.label("officer"), "officer")])
-        if note:
+        if text:
+            self._say(text, rows)
+        elif note:
             self._say(self.r.msg(note), rows)
         else:
             self._say(self.r.msg("welcome", returning=returning), rows)
@@ -328,18 +426,6 @@ class _Turn:
             [self._mbtn(self.r.label("erase_yes"), "ey"), self._mbtn(self.r.label("keep"), "en")]
         ]
         self._say(self.r.msg("erase_confirm"), rows)
-
-    def _match_procedure(self, text: str) -> Procedure | None:
-        folded = fold(text)
-        if not folded:
-            return None
-        best: tuple[int, Procedure] | None = None
-        for proc in self.catalog.ordered():
-            for name in [proc.short_name, proc.name, *proc.aliases]:
-                alias = fold(name)
-                if alias and alias in folded and (best is None or len(alias) > best[0]):
-                    best = (len(alias), proc)
-        return best[1] if best else None
 
     # ------------------------------------------------------------------ drafts
     def _active(self) -> DraftRec | None:
@@ -398,6 +484,7 @@ class _Turn:
             key=draft.short_id,
             today=self.today,
             keywords=self.catalog.keywords,
+            intents=self.svc.intents,
         )
 
     def _engine_event(self, draft: DraftRec, event: Any) -> None:
@@ -408,12 +495,12 @@ class _Turn:
         step = eng.Engine(self._ctx(proc, draft), draft.payload, draft.status).handle(event)
         self._apply(draft, proc, step)
 
-    def _engine_resume(self, draft: DraftRec) -> None:
+    def _engine_resume(self, draft: DraftRec, note: str = "") -> None:
         proc = self.catalog.get(draft.procedure_id)
         if proc is None:
             self._menu(note="choose_procedure")
             return
-        step = eng.Engine(self._ctx(proc, draft), draft.payload, draft.status).resume()
+        step = eng.Engine(self._ctx(proc, draft), draft.payload, draft.status).resume(note)
         self._apply(draft, proc, step)
 
     def _apply(self, draft: DraftRec, proc: Procedure, step: eng.Step) -> None:
@@ -425,6 +512,8 @@ class _Turn:
         draft.subject = subject_of(proc, step.state)
         draft.updated_at = self.now
         self.uow.save_draft(draft)
+        if self.svc.reminders is not None:  # plan or void this draft's reminders
+            self.svc.reminders.on_draft(self.uow, self.citizen, draft, self.now)
         self.uow.add_facts(
             FactRec(
                 kind=f.kind,
@@ -436,14 +525,26 @@ class _Turn:
             for f in step.facts
         )
         if step.handoff:
-            self.uow.add_handoff(self.citizen.id, draft.id, step.handoff, self.now)
+            self._record_case(draft, step.handoff)
         self.out.replies.extend(step.replies)
+        paused = any(f.kind == "Paused" for f in step.facts)
+        self.session["screen"] = "menu" if paused else "draft"
         if step.to_menu:
             self.session["active"] = None
             self._menu(note="choose_procedure")
+        elif step.start and self.catalog.get(step.start):
+            self._start_procedure(self.catalog.get(step.start))
+
+    def _record_case(self, draft: DraftRec | None, reason: str) -> None:
+        """A request for an officer: the officer side opens a case (and tells the group),
+        or, with no officer configuration, the request is only recorded."""
+        if self.svc.officers is None:
+            self.uow.add_handoff(self.citizen.id, draft.id if draft else None, reason, self.now)
+        else:
+            self.svc.officers.open_case(self.uow, self.citizen, draft, reason, self.now, self.out)
 
     def _handoff(self, draft_id: int | None, reason: str) -> None:
-        self.uow.add_handoff(self.citizen.id, draft_id, reason, self.now)
+        self._record_case(self.uow.draft(draft_id) if draft_id else None, reason)
         self.uow.add_facts(
             [
                 FactRec(

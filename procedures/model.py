@@ -200,6 +200,9 @@ class Procedure(Strict):
     who_may_apply: list[Fact]
     fee: list[Fact]
     processing_time: list[Fact]
+    # working days after submission when the result is due: the "check the result" reminder
+    # (flows/reminders.py); the number stated in `processing_time`, None: no such reminder
+    processing_days: int | None = Field(default=None, ge=0, le=60)
     result: list[Fact] = []
     validity: list[Fact] = []
     portal: Portal

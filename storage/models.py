@@ -15,7 +15,7 @@ match these models (tests/test_store.py checks that).
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Index, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -117,10 +117,18 @@ class Fact(SQLModel, table=True):
 
 
 class Handoff(SQLModel, table=True):
-    """A request to talk to a commune officer. The officer side comes later."""
+    """A case: a citizen asked for a commune officer. Who owns the conversation follows
+    from `status`: "claimed" means an officer does (the bot stays quiet), "open" means it
+    waits for one while the bot goes on; "closed" and "withdrawn" are over.
+
+    `version` grows with every change, so a claim is one conditional UPDATE (the first
+    officer wins). `claimed_by` is the officer's id in the channel (a Telegram user id)."""
 
     __tablename__ = "handoff"
-    __table_args__ = (Index("ix_handoff_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_handoff_status_created", "status", "created_at"),
+        Index("ix_handoff_group_topic", "group_chat_id", "topic_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     citizen_id: int = Field(foreign_key="citizen.id", index=True, ondelete="CASCADE")
@@ -130,3 +138,35 @@ class Handoff(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     claimed_by: str | None = None
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # the officer side (revision 0002)
+    commune_code: int | None = None  # 2025 unit code; None: the default commune
+    step: str | None = None  # where the citizen was: a field id or a stage
+    claimed_by_name: str | None = None
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    group_chat_id: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    group_message_id: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    topic_id: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    callback_phone: str | None = None  # personal: never logged
+    callback_slot: str | None = None  # "2026-11-30T07:30/11:30", local office time
+    callback_done_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    announced_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    announce_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class Audit(SQLModel, table=True):
+    """Append-only: what an officer did to a case (claim, view, edit, relay, close...).
+    `details` never carries personal data (a field id, a message kind, not a value)."""
+
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    actor: str  # the officer's id in the channel
+    actor_name: str = ""
+    action: str = Field(index=True)
+    handoff_id: int | None = Field(
+        default=None, foreign_key="handoff.id", index=True, ondelete="SET NULL"
+    )
+    draft_id: int | None = Field(default=None, foreign_key="draft.id", ondelete="SET NULL")
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Row
 from sqlmodel import Session
 
 from storage.db import alembic_config, make_engine
-from storage.models import Citizen, Draft, Fact, Handoff
+from storage.models import Audit, Citizen, Draft, Fact, Handoff
 
 DRAFT_STATUSES = frozenset({"active", "completed", "submitted", "cancelled", "exited"})
 SHORT_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -34,6 +34,31 @@ _CITIZEN: Table = Citizen.__table__  # type: ignore[attr-defined]
 _DRAFT: Table = Draft.__table__  # type: ignore[attr-defined]
 _FACT: Table = Fact.__table__  # type: ignore[attr-defined]
 _HANDOFF: Table = Handoff.__table__  # type: ignore[attr-defined]
+_AUDIT: Table = Audit.__table__  # type: ignore[attr-defined]
+HANDOFF_STATUSES = frozenset({"open", "claimed", "closed", "withdrawn"})
+# columns a caller may set on a case (id, citizen, creation time and version are the store's)
+_CASE_COLUMNS = frozenset(
+    {
+        "draft_id",
+        "reason",
+        "status",
+        "claimed_by",
+        "closed_at",
+        "commune_code",
+        "step",
+        "claimed_by_name",
+        "claimed_at",
+        "group_chat_id",
+        "group_message_id",
+        "topic_id",
+        "callback_phone",
+        "callback_slot",
+        "callback_done_at",
+        "announced_at",
+        "announce_count",
+    }
+)
+_CASE_TIMES = frozenset({"closed_at", "claimed_at", "callback_done_at", "announced_at"})
 
 
 @dataclass
@@ -76,6 +101,44 @@ class FactRec:
     at: datetime
 
 
+@dataclass
+class HandoffRec:
+    """A case (a handoff row). Personal: callback_phone, claimed_by_name."""
+
+    id: int
+    citizen_id: int
+    draft_id: int | None
+    reason: str
+    status: str
+    created_at: datetime
+    claimed_by: str | None
+    closed_at: datetime | None
+    commune_code: int | None
+    step: str | None
+    claimed_by_name: str | None
+    claimed_at: datetime | None
+    group_chat_id: int | None
+    group_message_id: int | None
+    topic_id: int | None
+    callback_phone: str | None
+    callback_slot: str | None
+    callback_done_at: datetime | None
+    announced_at: datetime | None
+    announce_count: int
+    version: int
+
+
+@dataclass
+class AuditRec:
+    at: datetime
+    actor: str
+    actor_name: str
+    action: str
+    handoff_id: int | None
+    draft_id: int | None
+    details: dict
+
+
 class StaleVersion(Exception):
     """The row changed since it was read (another process won)."""
 
@@ -89,6 +152,15 @@ def _utc(value: datetime) -> datetime:
 def _check_status(status: str) -> None:
     if status not in DRAFT_STATUSES:
         raise ValueError(f"unknown draft status {status!r}")
+
+
+def _case_values(values: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(values) - _CASE_COLUMNS
+    if unknown:
+        raise ValueError(f"not case columns: {sorted(unknown)}")
+    if "status" in values and values["status"] not in HANDOFF_STATUSES:
+        raise ValueError(f"unknown case status {values['status']!r}")
+    return {k: (_utc(v) if k in _CASE_TIMES and v is not None else v) for k, v in values.items()}
 
 
 def _citizen_rec(row: Row[Any]) -> CitizenRec:
@@ -253,6 +325,14 @@ class UnitOfWork:
         self._s.exec(delete(_FACT).where(_FACT.c.draft_id == draft_id))
         self._s.exec(delete(_DRAFT).where(_DRAFT.c.id == draft_id))
 
+    def drafts_by_ids(self, draft_ids: Iterable[int]) -> list[DraftRec]:
+        """The drafts with these ids that still exist, in id order."""
+        wanted = sorted(set(draft_ids))
+        if not wanted:
+            return []
+        stmt = select(_DRAFT).where(_DRAFT.c.id.in_(wanted)).order_by(_DRAFT.c.id)
+        return [_draft_rec(row) for row in self._s.exec(stmt)]
+
     def _free_short_id(self) -> str:
         for _ in range(20):
             candidate = "".join(secrets.choice(SHORT_ID_ALPHABET) for _ in range(SHORT_ID_LENGTH))
@@ -283,8 +363,11 @@ class UnitOfWork:
         citizen_id: int | None = None,
         draft_id: int | None = None,
         kind: str | None = None,
+        kinds: Iterable[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[FactRec]:
-        """Facts matching every filter given, oldest first."""
+        """Facts matching every filter given (`since` <= at < `until`), oldest first."""
         stmt = select(_FACT.c.kind, _FACT.c.data, _FACT.c.citizen_id, _FACT.c.draft_id, _FACT.c.at)
         if citizen_id is not None:
             stmt = stmt.where(_FACT.c.citizen_id == citizen_id)
@@ -292,22 +375,127 @@ class UnitOfWork:
             stmt = stmt.where(_FACT.c.draft_id == draft_id)
         if kind is not None:
             stmt = stmt.where(_FACT.c.kind == kind)
+        if kinds is not None:
+            stmt = stmt.where(_FACT.c.kind.in_(list(kinds)))
+        if since is not None:
+            stmt = stmt.where(_FACT.c.at >= _utc(since))
+        if until is not None:
+            stmt = stmt.where(_FACT.c.at < _utc(until))
         stmt = stmt.order_by(_FACT.c.at, _FACT.c.id)
         return [FactRec(**row._mapping) for row in self._s.exec(stmt)]
 
     # ------------------------------------------------------------------------- handoffs
 
-    def add_handoff(self, citizen_id: int, draft_id: int | None, reason: str, now: datetime) -> int:
+    def add_handoff(
+        self,
+        citizen_id: int,
+        draft_id: int | None,
+        reason: str,
+        now: datetime,
+        **case: Any,
+    ) -> int:
+        """Open a case (status "open", version 1); `case` sets more case columns."""
+        values = {"status": "open", **_case_values(case)}
         result = self._s.exec(
             insert(_HANDOFF).values(
                 citizen_id=citizen_id,
                 draft_id=draft_id,
                 reason=reason,
-                status="open",
                 created_at=_utc(now),
+                version=1,
+                **values,
             )
         )
         return result.inserted_primary_key[0]
+
+    def handoff(self, handoff_id: int) -> HandoffRec | None:
+        row = self._s.exec(select(_HANDOFF).where(_HANDOFF.c.id == handoff_id)).first()
+        return HandoffRec(**row._mapping) if row is not None else None
+
+    def handoffs(
+        self,
+        *,
+        statuses: Iterable[str] | None = None,
+        citizen_id: int | None = None,
+        group_chat_id: int | None = None,
+        topic_id: int | None = None,
+        since: datetime | None = None,
+    ) -> list[HandoffRec]:
+        """Cases matching every filter given (`since`: created at or after), oldest first."""
+        stmt = select(_HANDOFF)
+        if statuses is not None:
+            stmt = stmt.where(_HANDOFF.c.status.in_(list(statuses)))
+        if citizen_id is not None:
+            stmt = stmt.where(_HANDOFF.c.citizen_id == citizen_id)
+        if group_chat_id is not None:
+            stmt = stmt.where(_HANDOFF.c.group_chat_id == group_chat_id)
+        if topic_id is not None:
+            stmt = stmt.where(_HANDOFF.c.topic_id == topic_id)
+        if since is not None:
+            stmt = stmt.where(_HANDOFF.c.created_at >= _utc(since))
+        stmt = stmt.order_by(_HANDOFF.c.created_at, _HANDOFF.c.id)
+        return [HandoffRec(**row._mapping) for row in self._s.exec(stmt)]
+
+    def update_handoff(
+        self,
+        handoff_id: int,
+        *,
+        expect_status: str | Iterable[str] | None = None,
+        expect_version: int | None = None,
+        **values: Any,
+    ) -> bool:
+        """Set case columns and bump the version, only if the case is (still) in
+        `expect_status` / at `expect_version`. One conditional UPDATE: of two officers
+        claiming at once (`expect_status="open"`), exactly one gets True."""
+        stmt = update(_HANDOFF).where(_HANDOFF.c.id == handoff_id)
+        if expect_status is not None:
+            wanted = [expect_status] if isinstance(expect_status, str) else list(expect_status)
+            stmt = stmt.where(_HANDOFF.c.status.in_(wanted))
+        if expect_version is not None:
+            stmt = stmt.where(_HANDOFF.c.version == expect_version)
+        stmt = stmt.values(version=_HANDOFF.c.version + 1, **_case_values(values))
+        return self._s.exec(stmt).rowcount == 1
+
+    # ---------------------------------------------------------------------------- audit
+
+    def add_audit(
+        self,
+        actor: str,
+        action: str,
+        at: datetime,
+        *,
+        actor_name: str = "",
+        handoff_id: int | None = None,
+        draft_id: int | None = None,
+        details: dict | None = None,
+    ) -> None:
+        self._s.exec(
+            insert(_AUDIT).values(
+                at=_utc(at),
+                actor=actor,
+                actor_name=actor_name,
+                action=action,
+                handoff_id=handoff_id,
+                draft_id=draft_id,
+                details=dict(details or {}),
+            )
+        )
+
+    def audit(self, *, handoff_id: int | None = None) -> list[AuditRec]:
+        """Officer actions (of one case, if given), oldest first."""
+        stmt = select(
+            _AUDIT.c.at,
+            _AUDIT.c.actor,
+            _AUDIT.c.actor_name,
+            _AUDIT.c.action,
+            _AUDIT.c.handoff_id,
+            _AUDIT.c.draft_id,
+            _AUDIT.c.details,
+        )
+        if handoff_id is not None:
+            stmt = stmt.where(_AUDIT.c.handoff_id == handoff_id)
+        stmt = stmt.order_by(_AUDIT.c.at, _AUDIT.c.id)
+        return [AuditRec(**row._mapping) for row in self._s.exec(stmt)]
 
     def open_handoffs(self, citizen_id: int) -> list[dict]:
         """The citizen's handoffs with status "open", oldest first, as column dicts."""

@@ -175,6 +175,8 @@ class BotMessage:
     caption: str = ""
     seq: int = 0  # global order of arrival over all chats
     at: float = 0.0  # time.monotonic() on arrival
+    thread_id: int | None = None  # the forum topic it was sent to
+    reply_to: int | None = None  # the message it answers
 
     def labels(self) -> list[str]:
         return [label for row in self.buttons for label, _ in row]
@@ -481,23 +483,106 @@ class FakeUser(FakeChat):
 
 
 class FakeGroup(FakeChat):
-    """A group chat the bot is a member of (negative chat id)."""
+    """A group chat the bot is a member of (negative chat id). A forum supergroup has
+    topics: `createForumTopic` opens one, and messages carry `message_thread_id`."""
 
-    def __init__(self, api: FakeBotAPI, chat_id: int, title: str, supergroup: bool):
-        chat = {"id": chat_id, "type": "supergroup" if supergroup else "group", "title": title}
+    def __init__(
+        self, api: FakeBotAPI, chat_id: int, title: str, supergroup: bool, forum: bool = False
+    ):
+        chat: dict[str, Any] = {
+            "id": chat_id,
+            "type": "supergroup" if supergroup else "group",
+            "title": title,
+        }
+        if forum:
+            chat["is_forum"] = True
         super().__init__(api, chat)
+        self.forum = forum
+        self.topics: dict[int, str] = {}  # message_thread_id -> name
 
-    async def send_text(self, user: FakeUser, text: str) -> int:
+    def _placed(self, fields: dict, thread_id: int | None, reply_to: int | None) -> dict:
+        """A member's message in a topic and/or answering another message."""
+        if thread_id is not None:
+            if thread_id not in self.topics:
+                raise ValueError(f"no topic {thread_id} in chat {self.chat_id}")
+            fields["message_thread_id"] = thread_id
+            fields["is_topic_message"] = True
+            if reply_to is None:  # Telegram: a topic message answers the topic's first one
+                reply_to = thread_id
+        if reply_to is not None:
+            replied = self.api._messages.get((self.chat_id, reply_to))
+            if replied is None:
+                raise ValueError(f"no message {reply_to} in chat {self.chat_id}")
+            fields["reply_to_message"] = copy.deepcopy(
+                {k: v for k, v in replied.items() if k != "reply_to_message"}
+            )
+        return fields
+
+    async def _send(
+        self, user: FakeUser, fields: dict, thread_id: int | None, reply_to: int | None
+    ) -> int:
+        message = self._message(user.user_dict, self._placed(fields, thread_id, reply_to))
+        self.api.inject({"message": message})
+        await asyncio.sleep(0)
+        return message["message_id"]
+
+    async def send_text(
+        self,
+        user: FakeUser,
+        text: str,
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+    ) -> int:
         fields: dict[str, Any] = {"text": text}
         if text.startswith("/"):
             command = text.split()[0]
             fields["entities"] = [
                 {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
             ]
-        message = self._message(user.user_dict, fields)
-        self.api.inject({"message": message})
+        return await self._send(user, fields, thread_id, reply_to)
+
+    async def send_photo(
+        self,
+        user: FakeUser,
+        caption: str = "",
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+        content: bytes = b"\xff\xd8\xff" + bytes(16),
+    ) -> int:
+        """A member posts a photo (one size); returns its message_id."""
+        file = self.api._store_file(content, "photo.jpg", "image/jpeg", "photos")
+        size = {
+            "file_id": file.file_id,
+            "file_unique_id": file.file_unique_id,
+            "width": 600,
+            "height": 800,
+            "file_size": len(file.content),
+        }
+        fields: dict[str, Any] = {"photo": [size]}
+        if caption:
+            fields["caption"] = caption
+        return await self._send(user, fields, thread_id, reply_to)
+
+    async def press(self, user: FakeUser, callback_data: str, message_id: int | None = None) -> str:
+        """A member presses an inline button on one of the bot's messages in this group."""
+        message = self.api._bot_message_for_press(self.chat_id, callback_data, message_id)
+        query_id = str(next(self.api._ids))
+        query = {
+            "id": query_id,
+            "from": user.user_dict,
+            "chat_instance": f"ci{self.chat_id}",
+            "data": callback_data,
+        }
+        if message is not None:
+            query["message"] = dict(message)
+        self.api._open_callbacks[query_id] = (callback_data, message)
+        self.api.inject({"callback_query": query})
         await asyncio.sleep(0)
-        return message["message_id"]
+        return query_id
+
+    def in_topic(self, thread_id: int | None) -> list[BotMessage]:
+        """What the bot sent into one topic (None: outside any topic)."""
+        return [m for m in self.history() if m.thread_id == thread_id]
 
 
 class FakeBotAPI:
@@ -614,14 +699,23 @@ class FakeBotAPI:
         self._chats[user_id] = fake
         return fake
 
-    def group(self, chat_id: int, title: str = "Group", supergroup: bool = True) -> FakeGroup:
-        """A group chat with the bot in it; `chat_id` must be negative."""
+    def group(
+        self,
+        chat_id: int,
+        title: str = "Group",
+        supergroup: bool = True,
+        forum: bool = False,
+    ) -> FakeGroup:
+        """A group chat with the bot in it; `chat_id` must be negative. `forum=True`: a
+        supergroup with topics."""
         if chat_id >= 0:
             raise ValueError("group chat ids are negative")
+        if forum and not supergroup:
+            raise ValueError("only supergroups have topics")
         existing = self._chats.get(chat_id)
         if isinstance(existing, FakeGroup):
             return existing
-        fake = FakeGroup(self, chat_id, title, supergroup)
+        fake = FakeGroup(self, chat_id, title, supergroup, forum)
         self._chats[chat_id] = fake
         return fake
 
@@ -746,6 +840,8 @@ class FakeBotAPI:
             caption=message.get("caption", ""),
             seq=next(self._seq),
             at=time.monotonic(),
+            thread_id=message.get("message_thread_id"),
+            reply_to=(message.get("reply_to_message") or {}).get("message_id"),
         )
         self.outbox(chat_id).append(record)
         self._outbox_signal.fire()
@@ -839,6 +935,34 @@ class FakeBotAPI:
                 elif not _BUTTON_ACTIONS & button.keys():
                     raise _bad("text buttons are unallowed in the inline keyboard")
         return markup
+
+    def _placement(self, chat: FakeChat, params: dict) -> dict:
+        """message_thread_id and reply_parameters of a send, checked as Telegram does."""
+        fields: dict[str, Any] = {}
+        thread_id = _int(params, "message_thread_id")
+        if thread_id is not None:
+            if not isinstance(chat, FakeGroup) or not chat.forum:
+                raise _bad("message thread not found")
+            if thread_id not in chat.topics:
+                raise _bad("message thread not found")
+            fields["message_thread_id"] = thread_id
+            fields["is_topic_message"] = True
+        reply = params.get("reply_parameters") or {}
+        reply_id = reply.get("message_id") if isinstance(reply, dict) else None
+        if reply_id is None and params.get("reply_to_message_id"):
+            reply_id = _int(params, "reply_to_message_id")
+        if reply_id is not None:
+            replied = self._messages.get((chat.chat_id, int(reply_id)))
+            if replied is None:
+                if not (isinstance(reply, dict) and reply.get("allow_sending_without_reply")):
+                    raise _bad("message to be replied not found")
+            else:
+                fields["reply_to_message"] = copy.deepcopy(
+                    {k: v for k, v in replied.items() if k != "reply_to_message"}
+                )
+        elif thread_id is not None:
+            fields["reply_to_message"] = copy.deepcopy(self._messages[(chat.chat_id, thread_id)])
+        return fields
 
     def _new_bot_message(self, chat: FakeChat, fields: dict, markup: dict | None) -> dict:
         message = chat._message(self.bot_user, fields)
@@ -1086,6 +1210,7 @@ class FakeBotAPI:
         fields: dict[str, Any] = {"text": text}
         if params.get("entities"):
             fields["entities"] = params["entities"]
+        fields.update(self._placement(chat, params))
         message = self._new_bot_message(chat, fields, markup)
         self._count_pace(chat.chat_id)
         self._record("message", chat.chat_id, message)
@@ -1107,6 +1232,7 @@ class FakeBotAPI:
         }
         if caption:
             fields["caption"] = caption
+        fields.update(self._placement(chat, params))
         message = self._new_bot_message(chat, fields, markup)
         self._count_pace(chat.chat_id)
         self._record("document", chat.chat_id, message, file)
@@ -1127,6 +1253,7 @@ class FakeBotAPI:
         fields: dict[str, Any] = {"photo": [size]}
         if caption:
             fields["caption"] = caption
+        fields.update(self._placement(chat, params))
         message = self._new_bot_message(chat, fields, markup)
         self._count_pace(chat.chat_id)
         self._record("photo", chat.chat_id, message, file)
@@ -1206,10 +1333,22 @@ class FakeBotAPI:
         content = {
             k: v
             for k, v in source.items()
-            if k not in ("message_id", "date", "chat", "from", "reply_markup", "edit_date")
+            if k
+            not in (
+                "message_id",
+                "date",
+                "chat",
+                "from",
+                "reply_markup",
+                "edit_date",
+                "message_thread_id",
+                "is_topic_message",
+                "reply_to_message",
+            )
         }
         if "caption" in params:
             content["caption"] = self._check_caption(params.get("caption"))
+        content.update(self._placement(chat, params))
         message = self._new_bot_message(chat, content, markup)
         self._count_pace(chat.chat_id)
         self._record("copy", chat.chat_id, message)
@@ -1232,6 +1371,23 @@ class FakeBotAPI:
         self._count_pace(chat.chat_id)
         self._record("forward", chat.chat_id, message)
         return message
+
+    async def _m_createforumtopic(self, params, uploads):
+        chat = self._target_chat(params)
+        if not isinstance(chat, FakeGroup) or not chat.forum:
+            raise _bad("the chat is not a forum")
+        name = str(params.get("name") or "")
+        if not 1 <= len(name) <= 128:
+            raise _bad("TOPIC_TITLE_EMPTY" if not name else "topic name is too long")
+        # Telegram: the topic's id is the id of its "topic created" service message
+        created = {"name": name, "icon_color": 7322096}
+        message = chat._message(self.bot_user, {"forum_topic_created": created})
+        thread_id = message["message_id"]
+        message["message_thread_id"] = thread_id
+        message["is_topic_message"] = True
+        chat.topics[thread_id] = name
+        self._count_pace(chat.chat_id)
+        return {"message_thread_id": thread_id, **created}
 
     async def _m_getfile(self, params, uploads):
         file = self._files.get(str(params.get("file_id") or ""))

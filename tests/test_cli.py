@@ -127,3 +127,14 @@ def test_settings_from_dotenv_file(tmp_path: Path) -> None:
     result = motcua(["db", "upgrade"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "from-dotenv.db").is_file()
+
+
+def test_questions_lists_unknown_messages_redacted(tmp_path: Path) -> None:
+    for _ in range(2):
+        chat = motcua(
+            ["chat", "--user", "q"], cwd=tmp_path, stdin="cai may giat bi hong sdt 0912345678\n"
+        )
+        assert chat.returncode == 0, chat.stderr
+    result = motcua(["questions"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "    2  " in result.stdout and "0912345678" not in result.stdout

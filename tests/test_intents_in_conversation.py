@@ -45,6 +45,8 @@ def test_unknown_messages_at_the_menu_are_recorded_redacted() -> None:
         assert chat.text and chat.labels()
         with store.unit_of_work() as uow:
             citizen = uow.citizen("test", "1001")
-            texts = [f.data["text"] for f in uow.facts(citizen_id=citizen.id, kind="UnknownMessage")]
+            texts = [
+                f.data["text"] for f in uow.facts(citizen_id=citizen.id, kind="UnknownMessage")
+            ]
         assert texts, "unknown message not recorded"
         assert "0912345678" not in texts[0] and "060090012345" not in texts[0]

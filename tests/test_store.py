@@ -19,7 +19,7 @@ from tests.conftest import make_store
 KINDS = ["sqlite", "postgresql"]
 T0 = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
 HANOI = timezone(timedelta(hours=7))
-TABLES = ["citizen", "draft", "fact", "handoff"]
+TABLES = ["citizen", "draft", "fact", "handoff", "audit"]
 
 
 def new_citizen(store: Store, external_id: str = "1001", channel: str = "telegram") -> int:
@@ -477,6 +477,181 @@ def test_handoff_add_and_open_list(store: Store) -> None:
     assert listed[0]["status"] == "open"
     assert listed[0]["created_at"] == T0
     assert listed[0]["claimed_by"] is None and listed[0]["closed_at"] is None
+
+
+def test_case_columns_filters_and_conditional_updates(store: Store) -> None:
+    citizen_id = new_citizen(store)
+    other_id = new_citizen(store, "4004")
+    draft = add_draft(store, new_draft(citizen_id))
+    with store.unit_of_work() as uow:
+        first = uow.add_handoff(
+            citizen_id,
+            draft.id,
+            "asked",
+            T0,
+            commune_code=23152,
+            step="subject_birth_date",
+            group_chat_id=-1001234567890,  # beyond 32 bits
+            announced_at=T0,
+            announce_count=1,
+        )
+        second = uow.add_handoff(other_id, None, "asked_menu", T0 + timedelta(minutes=5))
+        uow.commit()
+    with store.unit_of_work() as uow:
+        case = uow.handoff(first)
+        assert (case.status, case.version, case.reason, case.commune_code) == (
+            "open",
+            1,
+            "asked",
+            23152,
+        )
+        assert case.group_chat_id == -1001234567890 and case.announced_at == T0
+        assert case.claimed_by is None and case.topic_id is None
+        assert uow.handoff(second).announce_count == 0
+        assert uow.handoff(999) is None
+        # filters
+        assert [c.id for c in uow.handoffs()] == [first, second]
+        assert [c.id for c in uow.handoffs(citizen_id=other_id)] == [second]
+        assert [c.id for c in uow.handoffs(group_chat_id=-1001234567890)] == [first]
+        assert [c.id for c in uow.handoffs(since=T0 + timedelta(minutes=1))] == [second]
+        # a conditional update: only from the expected status / version
+        assert uow.update_handoff(first, expect_status="claimed", status="closed") is False
+        claimed_at = datetime(2026, 1, 5, 15, 0, tzinfo=HANOI)
+        assert uow.update_handoff(
+            first,
+            expect_status="open",
+            status="claimed",
+            claimed_by="111",
+            claimed_by_name="Hà",
+            claimed_at=claimed_at,
+        )
+        assert uow.update_handoff(first, expect_status="open", status="claimed") is False
+        assert uow.update_handoff(first, expect_version=1, topic_id=77) is False  # now 2
+        assert uow.update_handoff(first, expect_version=2, topic_id=77, group_message_id=5)
+        assert [c.id for c in uow.handoffs(statuses=["claimed"])] == [first]
+        assert [c.id for c in uow.handoffs(group_chat_id=-1001234567890, topic_id=77)] == [first]
+        with pytest.raises(ValueError, match="not case columns"):
+            uow.update_handoff(first, citizen_id=other_id)
+        with pytest.raises(ValueError, match="unknown case status"):
+            uow.update_handoff(first, status="lost")
+        with pytest.raises(ValueError):
+            uow.update_handoff(first, closed_at=datetime(2026, 1, 5))  # naive
+        uow.commit()
+    with store.unit_of_work() as uow:
+        case = uow.handoff(first)
+    assert (case.status, case.claimed_by, case.claimed_by_name, case.version) == (
+        "claimed",
+        "111",
+        "Hà",
+        3,
+    )
+    assert case.claimed_at == claimed_at and case.claimed_at.utcoffset() == timedelta(0)
+    assert (case.topic_id, case.group_message_id) == (77, 5)
+    with store.unit_of_work() as uow:  # the old reader keeps working
+        assert [h["id"] for h in uow.open_handoffs(other_id)] == [second]
+
+
+def test_concurrent_claims_exactly_one_wins(store: Store) -> None:
+    citizen_id = new_citizen(store)
+    with store.unit_of_work() as uow:
+        case_id = uow.add_handoff(citizen_id, None, "asked", T0)
+        uow.commit()
+    officers = [str(n) for n in range(1, 6)]
+    barrier = threading.Barrier(len(officers))
+    won: dict[str, bool] = {}
+    errors: list[BaseException] = []
+
+    def claim(officer: str) -> None:
+        try:
+            with store.unit_of_work() as uow:
+                barrier.wait()
+                won[officer] = uow.update_handoff(
+                    case_id, expect_status="open", status="claimed", claimed_by=officer
+                )
+                uow.commit()
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=claim, args=(o,)) for o in officers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    winners = [o for o, ok in won.items() if ok]
+    assert len(winners) == 1 and len(won) == len(officers)
+    with store.unit_of_work() as uow:
+        case = uow.handoff(case_id)
+    assert case.claimed_by == winners[0] and case.version == 2
+
+
+def test_audit_append_list_and_it_outlives_the_case(store: Store) -> None:
+    citizen_id = new_citizen(store)
+    draft = add_draft(store, new_draft(citizen_id))
+    with store.unit_of_work() as uow:
+        case_id = uow.add_handoff(citizen_id, draft.id, "asked", T0)
+        other = uow.add_handoff(citizen_id, None, "asked", T0)
+        uow.add_audit("111", "claim", T0, actor_name="Hà", handoff_id=case_id, draft_id=draft.id)
+        uow.add_audit(
+            "111",
+            "edit",
+            T0 + timedelta(seconds=1),
+            handoff_id=case_id,
+            draft_id=draft.id,
+            details={"field": "subject_full_name"},
+        )
+        uow.add_audit("222", "stats", T0 + timedelta(seconds=2), details={"days": 7})
+        uow.add_audit("111", "view", T0, handoff_id=other)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        mine = uow.audit(handoff_id=case_id)
+        assert [(a.actor, a.action) for a in mine] == [("111", "claim"), ("111", "edit")]
+        assert mine[0].actor_name == "Hà" and mine[0].at == T0
+        assert mine[1].details == {"field": "subject_full_name"}
+        assert [a.action for a in uow.audit()] == ["claim", "view", "edit", "stats"]
+    with store.unit_of_work() as uow:  # the citizen erases their data: the log stays, unlinked
+        uow.delete_citizen_data(citizen_id)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        after = uow.audit()
+    assert [a.action for a in after] == ["claim", "view", "edit", "stats"]
+    assert all(a.handoff_id is None and a.draft_id is None for a in after)
+
+
+def test_facts_by_period_and_kinds_and_drafts_by_ids(store: Store) -> None:
+    citizen_id = new_citizen(store)
+    a = add_draft(store, new_draft(citizen_id))
+    b = add_draft(store, new_draft(citizen_id))
+    with store.unit_of_work() as uow:
+        uow.add_facts(
+            [
+                FactRec("ProcedureStarted", {}, citizen_id, a.id, T0),
+                FactRec("QuestionAsked", {"field": "x"}, citizen_id, a.id, T0 + timedelta(hours=1)),
+                FactRec("DraftCompleted", {}, citizen_id, a.id, T0 + timedelta(hours=2)),
+                FactRec("ProcedureStarted", {}, citizen_id, b.id, T0 + timedelta(days=1)),
+            ]
+        )
+        uow.commit()
+    with store.unit_of_work() as uow:
+        since = T0 + timedelta(minutes=30)
+        until = T0 + timedelta(days=1)
+        assert [f.kind for f in uow.facts(since=since)] == [
+            "QuestionAsked",
+            "DraftCompleted",
+            "ProcedureStarted",
+        ]
+        assert [f.kind for f in uow.facts(since=since, until=until)] == [
+            "QuestionAsked",
+            "DraftCompleted",
+        ]
+        started = uow.facts(kinds=["ProcedureStarted", "DraftCompleted"])
+        assert [(f.kind, f.draft_id) for f in started] == [
+            ("ProcedureStarted", a.id),
+            ("DraftCompleted", a.id),
+            ("ProcedureStarted", b.id),
+        ]
+        assert [d.id for d in uow.drafts_by_ids([b.id, a.id, 999, a.id])] == [a.id, b.id]
+        assert uow.drafts_by_ids([]) == []
 
 
 # ------------------------------------------------------------------------------- erase

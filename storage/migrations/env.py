@@ -12,6 +12,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import storage.reminders  # noqa: F401  (the reminder tables, revision 0003)
 from storage.db import make_engine
 from storage.models import UTCDateTime
 

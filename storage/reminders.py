@@ -1,0 +1,261 @@
+"""Reminder rows and a citizen's reminder preferences, on the unit of work's session.
+
+A reminder is a row: who, which draft, which kind, when it is due, its state. The bot's
+ticker claims due rows and sends them (flows/reminders.py decides, bot/reminders.py sends).
+Claiming is exactly-once across processes: on PostgreSQL the due rows are locked with
+`FOR UPDATE SKIP LOCKED` (a second process skips them, and after the first commits they
+are no longer "planned"); on SQLite (one writer at a time) each row is taken with a
+conditional `UPDATE ... WHERE status = 'planned'`.
+
+Rows go with their citizen and draft (ON DELETE CASCADE): deleting a draft or erasing a
+citizen's data removes their reminders.
+
+Functions take the `UnitOfWork` and run inside its transaction; the caller commits.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Index, Table, func, insert, select, update
+from sqlmodel import JSON, Field, Session, SQLModel
+
+from storage.models import UTCDateTime
+
+PLANNED, SENT, CANCELLED = "planned", "sent", "cancelled"
+REMINDER_STATUSES = frozenset({PLANNED, SENT, CANCELLED})
+
+
+class Reminder(SQLModel, table=True):
+    """One planned message to a citizen. `seq` numbers the reminders of one kind for one
+    draft (1: after 24 h, 2: after 72 h...); `note` says why a row was cancelled or moved
+    (no personal data)."""
+
+    __tablename__ = "reminder"
+    __table_args__ = (
+        Index("ix_reminder_status_due", "status", "due_at"),
+        Index("ix_reminder_draft_kind", "draft_id", "kind"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True, ondelete="CASCADE")
+    draft_id: int | None = Field(
+        default=None, foreign_key="draft.id", nullable=True, ondelete="CASCADE"
+    )
+    kind: str
+    seq: int = 1
+    status: str = PLANNED
+    due_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    note: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+
+
+class ReminderPref(SQLModel, table=True):
+    """A citizen's reminder switch: `stopped` (they sent /tatnhac) and `unreachable`
+    (Telegram answered 403: they blocked the bot). No row: reminders are on."""
+
+    __tablename__ = "reminder_pref"
+
+    citizen_id: int = Field(primary_key=True, foreign_key="citizen.id", ondelete="CASCADE")
+    stopped: bool = False
+    unreachable: bool = False
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+_REM: Table = Reminder.__table__  # type: ignore[attr-defined]
+_PREF: Table = ReminderPref.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class ReminderRec:
+    id: int
+    citizen_id: int
+    draft_id: int | None
+    kind: str
+    seq: int
+    status: str
+    due_at: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    note: str
+    data: dict
+
+
+def _session(uow: Any) -> Session:
+    return uow._s  # the unit of work's session: same transaction
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: pass a timezone-aware datetime")
+    return value.astimezone(UTC)
+
+
+def _rec(row: Any) -> ReminderRec:
+    return ReminderRec(**row._mapping)
+
+
+def plan(
+    uow: Any,
+    citizen_id: int,
+    draft_id: int | None,
+    kind: str,
+    due: Iterable[tuple[int, datetime]],
+    now: datetime,
+    data: dict | None = None,
+) -> None:
+    """Plan the reminders of (`draft_id`, `kind`): one planned row per (seq, due_at), the
+    planned row of that seq moved in place if there is one; other planned seqs cancelled."""
+    s = _session(uow)
+    seqs = []
+    for seq, due_at in due:
+        seqs.append(seq)
+        where = (
+            (_REM.c.citizen_id == citizen_id)
+            & (_REM.c.draft_id == draft_id if draft_id is not None else _REM.c.draft_id.is_(None))
+            & (_REM.c.kind == kind)
+            & (_REM.c.seq == seq)
+            & (_REM.c.status == PLANNED)
+        )
+        moved = s.exec(update(_REM).where(where).values(due_at=_utc(due_at), note=""))
+        if moved.rowcount == 0:
+            s.exec(
+                insert(_REM).values(
+                    citizen_id=citizen_id,
+                    draft_id=draft_id,
+                    kind=kind,
+                    seq=seq,
+                    status=PLANNED,
+                    due_at=_utc(due_at),
+                    created_at=_utc(now),
+                    note="",
+                    data=dict(data or {}),
+                )
+            )
+    stale = update(_REM).where(
+        _REM.c.citizen_id == citizen_id,
+        _REM.c.kind == kind,
+        _REM.c.status == PLANNED,
+        _REM.c.seq.not_in(seqs),
+    )
+    if draft_id is not None:
+        stale = stale.where(_REM.c.draft_id == draft_id)
+    s.exec(stale.values(status=CANCELLED, note="replanned"))
+
+
+def cancel(
+    uow: Any,
+    now: datetime,
+    *,
+    citizen_id: int | None = None,
+    draft_id: int | None = None,
+    kinds: Iterable[str] | None = None,
+    note: str = "",
+) -> int:
+    """Cancel planned reminders matching every filter given; returns how many."""
+    stmt = update(_REM).where(_REM.c.status == PLANNED)
+    if citizen_id is not None:
+        stmt = stmt.where(_REM.c.citizen_id == citizen_id)
+    if draft_id is not None:
+        stmt = stmt.where(_REM.c.draft_id == draft_id)
+    if kinds is not None:
+        stmt = stmt.where(_REM.c.kind.in_(list(kinds)))
+    stmt = stmt.values(status=CANCELLED, note=note[:40])
+    return _session(uow).exec(stmt).rowcount
+
+
+def claim_due(uow: Any, now: datetime, limit: int = 100) -> list[ReminderRec]:
+    """Take up to `limit` planned reminders due at `now` or earlier, oldest first, for this
+    transaction. Rows another process holds are skipped (PostgreSQL) or lost to it (the
+    conditional UPDATE). The caller must set each row's outcome (`finish`, `move`) before
+    committing; rows left as they are stay planned."""
+    s = _session(uow)
+    stmt = (
+        select(_REM)
+        .where(_REM.c.status == PLANNED, _REM.c.due_at <= _utc(now))
+        .order_by(_REM.c.due_at, _REM.c.id)
+        .limit(limit)
+    )
+    if s.get_bind().dialect.name == "postgresql":
+        return [_rec(row) for row in s.exec(stmt.with_for_update(skip_locked=True))]
+    # SQLite: the claim is the transaction's first statement, a write, so it waits for
+    # another writer (busy timeout) instead of reading a snapshot that is about to change
+    token = "claim:" + secrets.token_hex(8)
+    ids = select(_REM.c.id).where(_REM.c.status == PLANNED, _REM.c.due_at <= _utc(now))
+    ids = ids.order_by(_REM.c.due_at, _REM.c.id).limit(limit).scalar_subquery()
+    s.exec(
+        update(_REM)
+        .where(_REM.c.id.in_(ids), _REM.c.status == PLANNED, _REM.c.due_at <= _utc(now))
+        .values(note=token)
+    )
+    mine = select(_REM).where(_REM.c.note == token, _REM.c.status == PLANNED)
+    return [_rec(row) for row in s.exec(mine.order_by(_REM.c.due_at, _REM.c.id))]
+
+
+def finish(uow: Any, reminder_id: int, status: str, now: datetime, note: str = "") -> None:
+    """A claimed reminder was sent (SENT) or dropped (CANCELLED, with the reason)."""
+    if status not in (SENT, CANCELLED):
+        raise ValueError(f"not a final reminder status: {status!r}")
+    values: dict[str, Any] = {"status": status, "note": note[:40]}
+    if status == SENT:
+        values["sent_at"] = _utc(now)
+    _session(uow).exec(update(_REM).where(_REM.c.id == reminder_id).values(**values))
+
+
+def move(uow: Any, reminder_id: int, due_at: datetime, note: str) -> None:
+    """A claimed reminder stays planned, due later (quiet hours, an officer owns the case)."""
+    _session(uow).exec(
+        update(_REM)
+        .where(_REM.c.id == reminder_id)
+        .values(status=PLANNED, due_at=_utc(due_at), note=note[:40])
+    )
+
+
+def reminders(
+    uow: Any,
+    *,
+    citizen_id: int | None = None,
+    draft_id: int | None = None,
+    statuses: Iterable[str] | None = None,
+) -> list[ReminderRec]:
+    """Reminders matching every filter given, by due time."""
+    stmt = select(_REM)
+    if citizen_id is not None:
+        stmt = stmt.where(_REM.c.citizen_id == citizen_id)
+    if draft_id is not None:
+        stmt = stmt.where(_REM.c.draft_id == draft_id)
+    if statuses is not None:
+        stmt = stmt.where(_REM.c.status.in_(list(statuses)))
+    stmt = stmt.order_by(_REM.c.due_at, _REM.c.id)
+    return [_rec(row) for row in _session(uow).exec(stmt)]
+
+
+def sent_count(uow: Any, citizen_id: int) -> int:
+    stmt = select(func.count()).where(_REM.c.citizen_id == citizen_id, _REM.c.status == SENT)
+    return int(_session(uow).exec(stmt).one()[0])
+
+
+def pref(uow: Any, citizen_id: int) -> tuple[bool, bool]:
+    """(stopped, unreachable) for the citizen; (False, False) without a row."""
+    row = _session(uow).exec(select(_PREF).where(_PREF.c.citizen_id == citizen_id)).first()
+    return (bool(row.stopped), bool(row.unreachable)) if row is not None else (False, False)
+
+
+def set_pref(uow: Any, citizen_id: int, now: datetime, **values: bool) -> None:
+    """Set `stopped` and/or `unreachable` for the citizen (creating the row)."""
+    unknown = set(values) - {"stopped", "unreachable"}
+    if unknown:
+        raise ValueError(f"not preference columns: {sorted(unknown)}")
+    s = _session(uow)
+    done = s.exec(
+        update(_PREF).where(_PREF.c.citizen_id == citizen_id).values(updated_at=_utc(now), **values)
+    )
+    if done.rowcount == 0:
+        row = {"stopped": False, "unreachable": False, **values}
+        s.exec(insert(_PREF).values(citizen_id=citizen_id, updated_at=_utc(now), **row))
