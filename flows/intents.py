@@ -41,11 +41,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from flows.render import tidy
 from procedures import conditions
-from procedures.loader import SHARED_DIR, Catalog, ProcedureError
+from procedures.loader import SHARED_DIR, Catalog, ProcedureError, read_yaml
 from procedures.model import Fact, Procedure, Source
 from procedures.text import clean_text, normalize
 
@@ -231,18 +231,10 @@ class SharedIntents(_Strict):
         return v
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise ProcedureError(f"{path}: not valid YAML: {exc}") from exc
-
-
 @cache
 def _shared_file(path: Path) -> SharedIntents:
     try:
-        return SharedIntents.model_validate(_read_yaml(path) or {})
+        return SharedIntents.model_validate(read_yaml(path) or {})
     except ValidationError as exc:
         raise ProcedureError(f"{path}: {exc}") from exc
 
@@ -255,7 +247,7 @@ def shared_intents() -> SharedIntents:
 @cache
 def _fragment_help() -> tuple[str, ...]:
     """The help of the VNeID account fragment, the account answer."""
-    raw = _read_yaml(_FRAGMENT) or {}
+    raw = read_yaml(_FRAGMENT) or {}
     out = []
     for f in raw.get("fields", []):
         if f.get("id") == "vneid_next" and f.get("help"):
@@ -295,7 +287,7 @@ def load_data(catalog: Catalog) -> _Data:
             procs[pid] = ProcedureIntents()
             continue
         try:
-            data = ProcedureIntents.model_validate(_read_yaml(path) or {})
+            data = ProcedureIntents.model_validate(read_yaml(path) or {})
         except ValidationError as exc:
             raise ProcedureError(f"{path}: {exc}") from exc
         known = {s.id for s in proc.sources} | shared_sources
@@ -931,20 +923,10 @@ def render_reply(
     question after it."""
     ctx = answer_context(catalog, intent, answers, today, shown=shown, in_draft=in_draft)
     module = catalog.env.get_template("intents.j2").module
-    text = _tidy(str(getattr(module, ctx["macro"])(ctx)))
+    text = tidy(str(getattr(module, ctx["macro"])(ctx)))
     if not text:
-        text = _tidy(str(module.unknown_menu(ctx)))
+        text = tidy(str(module.unknown_menu(ctx)))
     return text
-
-
-def _tidy(text: str) -> str:
-    lines = [ln.rstrip() for ln in text.strip().splitlines()]
-    out: list[str] = []
-    for ln in lines:
-        if not ln and out and not out[-1]:
-            continue
-        out.append(ln)
-    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- unknown messages

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows import engine as eng
 from flows.communes import Commune, Directory
-from flows.render import Renderer, _tidy
+from flows.render import Renderer, tidy
 from flows.types import (
     Button,
     Command,
@@ -119,7 +119,7 @@ class OfficerDesk:
 
     # ------------------------------------------------------------------ texts
     def t(self, macro: str, /, **ctx: Any) -> str:
-        return _tidy(str(getattr(self._t, macro)(ctx)))
+        return tidy(str(getattr(self._t, macro)(ctx)))
 
     def groups(self) -> frozenset[int]:
         return self.dir.groups()
@@ -278,23 +278,29 @@ class OfficerDesk:
         return max(5, int(-(-med // 5) * 5))
 
     # ------------------------------------------------------------------ the card
-    def _card(self, uow: Any, case: HandoffRec, now: dt.datetime) -> Reply:
+    def _case_ctx(
+        self, uow: Any, case: HandoffRec, now: dt.datetime, masked: bool
+    ) -> dict[str, Any]:
+        """What the card (masked, for the group) and the full view (private) show."""
         citizen = uow.citizen_by_id(case.citizen_id)
         draft = uow.draft(case.draft_id) if case.draft_id else None
         proc = self.catalog.get(draft.procedure_id) if draft else None
         commune = self.dir.commune(case.commune_code)
-        text = self.t(
-            "card",
-            case=case,
-            commune=commune,
-            citizen=citizen,
-            proc=proc,
-            step=self._step_label(proc, self._where(proc, draft, now) or case.step),
-            field=self._reason_field(proc, case.reason),
-            age=self._minutes(case.created_at, now),
-            summary=self._summary(proc, draft, True, self._today(now)),
-            callback_slot=self._slot_of(case, commune),
-        )
+        return {
+            "case": case,
+            "commune": commune,
+            "citizen": citizen,
+            "proc": proc,
+            "draft": draft,
+            "step": self._step_label(proc, self._where(proc, draft, now) or case.step),
+            "field": self._reason_field(proc, case.reason),
+            "age": self._minutes(case.created_at, now),
+            "summary": self._summary(proc, draft, masked, self._today(now)),
+            "callback_slot": self._slot_of(case, commune),
+        }
+
+    def _card(self, uow: Any, case: HandoffRec, now: dt.datetime) -> Reply:
+        text = self.t("card", **self._case_ctx(uow, case, now, True))
         return Reply(text[:4000], self._card_buttons(case), "choice")
 
     def _card_buttons(self, case: HandoffRec) -> tuple[tuple[Button, ...], ...]:
@@ -606,24 +612,13 @@ class OfficerDesk:
             act.out.replies.append(reply)
 
     def _full_view(self, uow: Any, case: HandoffRec, now: dt.datetime) -> Reply:
-        citizen = uow.citizen_by_id(case.citizen_id)
-        draft = uow.draft(case.draft_id) if case.draft_id else None
-        proc = self.catalog.get(draft.procedure_id) if draft else None
-        commune = self.dir.commune(case.commune_code)
+        ctx = self._case_ctx(uow, case, now, False)
         text = self.t(
             "case_full",
-            case=case,
-            commune=commune,
-            citizen=citizen,
-            proc=proc,
-            draft=draft,
-            step=self._step_label(proc, self._where(proc, draft, now) or case.step),
-            field=self._reason_field(proc, case.reason),
-            age=self._minutes(case.created_at, now),
-            lines=self._summary(proc, draft, False, self._today(now)),
-            callback_slot=self._slot_of(case, commune),
+            **ctx,
+            lines=ctx["summary"],
             audit=uow.audit(handoff_id=case.id)[-5:],
-            tz=commune.hours.tz,
+            tz=ctx["commune"].hours.tz,
         )
         return Reply(text)
 

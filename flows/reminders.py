@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from flows import engine as eng
-from flows.render import _tidy
+from flows.render import tidy
 from flows.types import Button, Delivery, Reply, Target
 from procedures.loader import Catalog
 from storage import reminders as rows
@@ -189,7 +189,7 @@ class Reminders:
         self._t = catalog.env.get_template("reminders.j2").module
 
     def t(self, macro: str, /, **ctx: Any) -> str:
-        return _tidy(str(getattr(self._t, macro)(ctx)))
+        return tidy(str(getattr(self._t, macro)(ctx)))
 
     def tz_of(self, citizen: CitizenRec) -> ZoneInfo:
         if citizen.timezone:

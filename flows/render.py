@@ -31,13 +31,13 @@ class Renderer:
     # -- messages
     def msg(self, macro_name: str, /, **ctx: Any) -> str:
         macro = getattr(self._messages, macro_name)
-        return _tidy(str(macro(ctx)))
+        return tidy(str(macro(ctx)))
 
     def error(self, code: str, params: Mapping[str, Any]) -> str:
         macro = getattr(self._errors, code, None)
         if macro is None:
             macro = self._errors.invalid
-        return _tidy(str(macro(dict(params))))
+        return tidy(str(macro(dict(params))))
 
     def has_error(self, code: str) -> bool:
         return hasattr(self._errors, code)
@@ -47,7 +47,7 @@ class Renderer:
         tname = self.catalog.template_name(proc.id, name)
         if tname is None:
             return None
-        return _tidy(self.catalog.env.get_template(tname).render(**ctx))
+        return tidy(self.catalog.env.get_template(tname).render(**ctx))
 
     def facts(
         self, facts: list[Fact], answers: Mapping[str, Any], ctx: Mapping[str, Any]
@@ -68,7 +68,7 @@ class Renderer:
         return out
 
 
-def _tidy(text: str) -> str:
+def tidy(text: str) -> str:
     """Strip template whitespace: no trailing spaces, at most one blank line in a row."""
     lines = [ln.rstrip() for ln in text.strip().splitlines()]
     out: list[str] = []

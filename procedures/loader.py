@@ -50,7 +50,7 @@ class Catalog:
         return None
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as fh:
             return yaml.safe_load(fh)
@@ -65,7 +65,7 @@ def _expand(fields: list[Any], path: Path) -> list[Any]:
             frag_path = SHARED_DIR / "fragments" / f"{item['include']}.yaml"
             if not frag_path.is_file():
                 raise ProcedureError(f"{path}: unknown fragment {item['include']!r}")
-            frag = _read_yaml(frag_path) or {}
+            frag = read_yaml(frag_path) or {}
             out.extend(_expand(frag.get("fields", []), frag_path))
         else:
             out.append(item)
@@ -74,7 +74,7 @@ def _expand(fields: list[Any], path: Path) -> list[Any]:
 
 def load_procedure(folder: Path) -> Procedure:
     path = folder / "procedure.yaml"
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ProcedureError(f"{path}: expected a mapping at the top")
     raw = dict(raw)
@@ -166,12 +166,12 @@ def load_catalog(extra_roots: Iterable[Path] = (), *, include_builtin: bool = Tr
             raise ProcedureError(f"{folder}: procedure id {proc.id!r} is defined twice")
         procedures[proc.id] = proc
         folders[proc.id] = folder
-    ui = _read_yaml(SHARED_DIR / "ui.yaml")
+    ui = read_yaml(SHARED_DIR / "ui.yaml")
     from procedures.text import fold
 
     keywords = {
         action: [fold(p) for p in phrases]
-        for action, phrases in (_read_yaml(SHARED_DIR / "keywords.yaml") or {}).items()
+        for action, phrases in (read_yaml(SHARED_DIR / "keywords.yaml") or {}).items()
     }
     return Catalog(
         procedures=procedures,
