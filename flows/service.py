@@ -257,6 +257,8 @@ class _Turn:
         proc = self.catalog.get(intent.procedure) if intent.procedure else None
         if kind == "start_procedure" and proc and intent.confident:
             self._start_procedure(proc)
+        elif kind in ("greeting", "thanks", "resume") and draft is not None:
+            self._engine_resume(draft, note="resume_note")
         elif kind in ("question", "greeting", "thanks", "ambiguous", "start_procedure"):
             self._menu(text=intents.render_reply(self.catalog, intent, None, self.today))
         elif kind == "officer":
