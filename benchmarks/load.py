@@ -8,7 +8,8 @@ A citizen follows a planned script (benchmarks.scripts): it sends an update (or 
 the validation error), waits for the reply that carries buttons, checks it is the expected
 one, then answers at once (saturated) or after a pause of about `think` seconds (paced).
 After `duration` seconds no citizen starts a new step; the run ends when every reply in
-flight arrived (or timed out).
+flight arrived, or `drain` seconds later (a backlog left then is counted as abandoned).
+Throughput is updates answered / (last reply - start).
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ async def run_load(
                 users.append(user)
             tally = _Tally()
             cpu0 = common.cpu_seconds(pid)
-            pg0 = common.postgres_cpu_seconds() if spec.db == "postgresql" else 0.0
+            pg0 = pg1 = common.postgres_cpu_seconds() if spec.db == "postgresql" else 0.0
             harness0 = time.process_time()
             t0 = time.monotonic()
             stop_at = t0 + spec.duration
@@ -265,7 +266,6 @@ async def run_load(
             cpu1 = common.cpu_seconds(pid)
             harness1 = time.process_time()
             if spec.db == "postgresql":
-                result.db_cpu_s_per_1k = 0.0
                 pg1 = common.postgres_cpu_seconds()
             result.peak_rss_mb = round(common.peak_rss_mb(pid), 1)
             result.rss_end_mb = round(common.rss_mb(pid), 1)

@@ -170,6 +170,7 @@ def _seed_sqlite(store: Store, citizen_rows: list[tuple], draft_rows: list[tuple
         raw.commit()
         cur.execute("ANALYZE")
         raw.commit()
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         cur.close()
     finally:
         raw.close()
@@ -207,8 +208,9 @@ def _seed_postgres(url: str, citizen_rows: list[tuple], draft_rows: list[tuple])
                 )
         conn.commit()
         conn.autocommit = True
-        conn.execute("ANALYZE citizen")
-        conn.execute("ANALYZE draft")
+        # finish now what autovacuum and the checkpointer would do during the load
+        conn.execute("VACUUM (ANALYZE) citizen, draft")
+        conn.execute("CHECKPOINT")
 
 
 # ----------------------------------------------------------------------------- plans
