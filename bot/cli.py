@@ -92,7 +92,7 @@ def cmd_procedures_graph(args: argparse.Namespace) -> int:
         return _fail(
             f"unknown procedure {args.procedure!r}; known: {', '.join(catalog.procedures)}"
         )
-    print(mermaid(proc))
+    print(mermaid(proc, catalog.ui["graph"]))
     return 0
 
 

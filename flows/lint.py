@@ -189,7 +189,7 @@ def lint_catalog(catalog: Catalog, today: dt.date | None = None) -> Report:
     return total
 
 
-def mermaid(proc: Procedure) -> str:
+def mermaid(proc: Procedure, labels: dict[str, str]) -> str:
     """The questions as a flowchart: one node per field, edges labelled by conditions."""
     lines = ["flowchart TD", f'  start(["{proc.short_name}"])']
     prev = "start"
@@ -207,6 +207,6 @@ def mermaid(proc: Procedure) -> str:
             if c.exit:
                 lines.append(f'  {f.id} -->|"{c.label}"| exit_{c.exit}(["{c.exit}"])')
         prev = f.id
-    lines.append('  review(["Xem lại"])')
-    lines.append(f'  {prev} --> review --> result(["Tờ khai PDF"])')
+    lines.append(f'  review(["{labels["review"]}"])')
+    lines.append(f'  {prev} --> review --> result(["{labels["result"]}"])')
     return "\n".join(lines)
