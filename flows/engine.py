@@ -88,7 +88,6 @@ def new_state(proc: Procedure) -> dict[str, Any]:
         "shown": {},
         "skipped": [],
         "focus": None,
-        "review_after": False,
         "failures": {},
         "pending": None,
         "exit": None,
@@ -418,7 +417,6 @@ class Engine:
             elif token.startswith("e:") and self.proc.field(token[2:]):
                 self.s["stage"] = "questions"
                 self.s["focus"] = token[2:]
-                self.s["review_after"] = True
                 self._render_current()
             else:
                 self._render_current()
@@ -641,7 +639,6 @@ class Engine:
     def _advance(self, confirm: str | None = None) -> None:
         nxt = current_field(self.proc, self.s, self.c.today)
         if nxt is None:
-            self.s["review_after"] = False
             self.s["stage"] = "review"
             if confirm:
                 self._say(self.r.msg("stored", display=confirm))

@@ -538,16 +538,11 @@ class OfficerDesk:
             act.out.notice = self.t("notice_refused")
             return
         action, case_id = parts[1], int(parts[2])
-        channel = act.inbound.sender.channel
         if action == "c":
             self._claim(svc, uow, act, case_id)
             return
-        case = uow.handoff(case_id)
-        if case is None and self.dir.is_officer(channel, act.who):
-            act.out.notice = self.t("notice_gone")
-            return
-        if case is None or not self.dir.may_act(channel, act.who, case.commune_code):
-            act.out.notice = self.t("notice_refused")
+        case = self._case_for(uow, act, case_id)
+        if case is None:
             return
         if action == "v":
             self._view(uow, act, case)
@@ -562,14 +557,22 @@ class OfficerDesk:
         else:
             act.out.notice = self.t("notice_refused")
 
-    def _claim(self, svc: ConversationService, uow: Any, act: _Act, case_id: int) -> None:
+    def _case_for(self, uow: Any, act: _Act, case_id: int) -> HandoffRec | None:
+        """The case a button points to, if this officer may act on it; else None, with
+        a notice that tells an officer the case is gone and anyone else nothing."""
         channel = act.inbound.sender.channel
         case = uow.handoff(case_id)
         if case is None and self.dir.is_officer(channel, act.who):
             act.out.notice = self.t("notice_gone")
-            return
+            return None
         if case is None or not self.dir.may_act(channel, act.who, case.commune_code):
             act.out.notice = self.t("notice_refused")
+            return None
+        return case
+
+    def _claim(self, svc: ConversationService, uow: Any, act: _Act, case_id: int) -> None:
+        case = self._case_for(uow, act, case_id)
+        if case is None:
             return
         # one conditional UPDATE: of two officers pressing at once, the first one wins
         won = uow.update_handoff(
