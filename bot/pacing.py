@@ -58,3 +58,16 @@ class Pacer:
         delay = self.reserve(chat_id) - self.clock()
         if delay > 0:
             await self.sleep(delay)
+
+
+PACER_KEY = "motcua_pacer"
+
+
+def pacer_for(app) -> Pacer:
+    """The one Pacer of an Application (kept in `app.bot_data`): every sender of the
+    process (conversation replies, deliveries, reminders, broadcasts) books its slots on
+    it, so together they stay inside Telegram's limits."""
+    pacer = app.bot_data.get(PACER_KEY)
+    if pacer is None:
+        pacer = app.bot_data[PACER_KEY] = Pacer()
+    return pacer

@@ -540,7 +540,7 @@ class Store:
         cfg = alembic_config()
         with self.engine.begin() as connection:
             cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(Session(self.engine, expire_on_commit=False))
