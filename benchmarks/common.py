@@ -42,6 +42,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User + system CPU of one thread of the process (the main thread: tid == pid)."""
+    raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
 def _status_kb(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -128,6 +135,10 @@ class BenchAPI(FakeBotAPI):
         event = self._chat_events.get(chat_id)
         if event is not None:
             event.set()
+
+    def skip_update_ids(self, count: int) -> None:
+        """Start the update ids `count` further on (a bot's inbox drops ids it has seen)."""
+        self._next_update_id += count
 
     def chat_event(self, chat_id: int) -> asyncio.Event:
         event = self._chat_events.get(chat_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import time
 import timeit
 from typing import Any
 
@@ -86,7 +87,30 @@ def engine_cases(catalog: Catalog, plan: Plan, runs: int) -> dict[str, dict]:
         step()
         out[f"engine step, {name}, cold"] = _timed(step, runs, setup=eng._EFF_CACHE.clear)
         out[f"engine step, {name}, warm"] = _timed(step, runs)
+    out["engine step, whole conversations"] = conversation_steps(catalog, plan, runs)
     return out
+
+
+def conversation_steps(catalog: Catalog, plan: Plan, runs: int) -> dict[str, float]:
+    """Every answer step of every script, in order, as a conversation makes them: the
+    state before a step was seen by the step before it (its memo is warm), the state
+    after it is new. Replayed until `runs` steps were timed."""
+    cases = list(_states(catalog, plan, plan.today))
+    samples: list[float] = []
+    eng._EFF_CACHE.clear()
+    while len(samples) < runs:
+        for ctx, state, event, _f in cases:
+            eng.effective_answers(ctx.proc, state, ctx.today)  # what the step before did
+            t0 = time.perf_counter()
+            eng.Engine(ctx, state, eng.ACTIVE).handle(event)
+            samples.append((time.perf_counter() - t0) * 1e6)
+        eng._EFF_CACHE.clear()
+    return {
+        "median_us": round(statistics.median(samples), 1),
+        "p99_us": round(percentile(samples, 99), 1),
+        "runs": len(samples),
+        "what": f"{len(cases)} steps of {len(plan.scripts)} scripts",
+    }
 
 
 def interpretation_case(catalog: Catalog, plan: Plan, runs: int) -> tuple[str, dict]:

@@ -114,10 +114,15 @@ class _Planner:
             for kind, value in events:
                 expect += send(kind, value)
             script.steps.append(Step(list(events), expect, label))
-            draft = self._draft(external_id)
-            self.payloads.append((draft.status, json.dumps(draft.payload, ensure_ascii=False)))
+            draft = self._draft(external_id, required=label != "start")
+            if draft is not None:
+                payload = json.dumps(draft.payload, ensure_ascii=False)
+                self.payloads.append((draft.status, payload))
 
         step("start", ("cmd", f"/start {proc_id}"))
+        if self._draft(external_id, required=False) is None:
+            # a first-time citizen is shown what is kept about them, and agrees first
+            step("consent", ("press", self._start_token(last, proc_id)))
         answered = 0
         did_error = did_back = did_edit = False
         for _ in range(MAX_STEPS):
@@ -177,13 +182,26 @@ class _Planner:
             raise RuntimeError(f"{proc_id}/{sample}: did not produce the declaration")
         return script
 
-    def _draft(self, external_id: str):
+    def _draft(self, external_id: str, *, required: bool = True):
         with self.svc.store.unit_of_work() as uow:
             citizen = uow.citizen("telegram", external_id)
             assert citizen is not None
-            draft = uow.draft(citizen.session["active"])
-            assert draft is not None
+            active = citizen.session.get("active")
+            draft = uow.draft(active) if active is not None else None
+            if required and draft is None:
+                raise RuntimeError(f"{external_id}: no active draft")
             return draft
+
+    @staticmethod
+    def _start_token(replies: list[Reply], proc_id: str) -> str:
+        """The button of the last reply that starts `proc_id` (its token ends with the id)."""
+        for reply in reversed(replies):
+            for row in reply.buttons:
+                for b in row:
+                    token = b.data.split(".", 2)[-1]
+                    if token.endswith(":" + proc_id):
+                        return token
+        raise RuntimeError(f"{proc_id}: no draft after /start and no button to start it")
 
     def _wrong_value(self, proc, state, f) -> str | None:
         eff, _ = eng.effective_answers(proc, state, self.today)

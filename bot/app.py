@@ -8,17 +8,35 @@ import threading
 from bot.settings import Settings, SettingsError
 from flows.service import ConversationService
 from procedures.loader import load_catalog
+from storage.crypto import DataKeyError
 from storage.store import Store
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Log to stderr at `level`, as text or one JSON object per line (`fmt="json"`)."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        from bot.logs import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+        logging.captureWarnings(True)  # warnings become JSON lines too
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler])
     # httpx logs every request URL, which contains the bot token
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # at DEBUG python-telegram-bot logs every request's parameters and every update (what
+    # people typed) and its base URL (the token): never below INFO
+    for name in ("telegram", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("fontTools").setLevel(logging.WARNING)
+
+
+# Set once the bot takes updates (bot/telegram.py `prepare_bot`). The warm-up waits for it
+# (at most WARM_UP_WAIT_S): a second thread busy with reference data slows start-up itself
+# down, both wanting the GIL (README, Performance).
+STARTED = threading.Event()
+WARM_UP_WAIT_S = 5.0
 
 
 def warm_up_in_background() -> threading.Thread:
@@ -26,7 +44,11 @@ def warm_up_in_background() -> threading.Thread:
     a second) off the start-up path, so the first reply is not kept waiting."""
     from procedures import units
 
-    thread = threading.Thread(target=units.warm_up, name="units-warm-up", daemon=True)
+    def warm_up() -> None:
+        STARTED.wait(WARM_UP_WAIT_S)
+        units.warm_up()
+
+    thread = threading.Thread(target=warm_up, name="units-warm-up", daemon=True)
     thread.start()
     return thread
 
@@ -55,13 +77,26 @@ def build_officers(settings: Settings, catalog):
 def build_service(settings: Settings, *, upgrade: bool = True) -> ConversationService:
     catalog = load_catalog(settings.procedures_dirs)
     officers = build_officers(settings, catalog)
-    store = Store(settings.database_url)
+    try:
+        keyring = settings.privacy.keyring()
+    except DataKeyError as exc:
+        raise SettingsError(str(exc)) from None
+    store = Store(settings.database_url, keyring=keyring)
     if upgrade:
         store.upgrade()
     warm_up_in_background()
     from flows.reminders import Reminders
 
     reminders = Reminders(store, catalog, timezone=settings.timezone, config=settings.reminders)
+    if officers is not None:  # /thongbao (flows/broadcast.py; sent by bot/broadcast.py)
+        from flows.broadcast import Broadcasts
+
+        officers.broadcasts = Broadcasts(store, catalog, officers, settings.broadcast)
     return ConversationService(
-        store, catalog, timezone=settings.timezone, officers=officers, reminders=reminders
+        store,
+        catalog,
+        timezone=settings.timezone,
+        officers=officers,
+        reminders=reminders,
+        privacy=settings.privacy,
     )

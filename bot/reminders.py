@@ -5,7 +5,9 @@ The rows and the decisions are flows/reminders.py's; this job only calls
 `Reminders.dispatch(now)` in a worker thread and sends the deliveries. Its first run comes
 a moment after start, so reminders that fell due while the bot was down go out once, then.
 A 403 (the person blocked the bot) marks the citizen unreachable and cancels their
-reminders; other errors are logged (type only) and the rest go on.
+reminders; an officer's reminder refused by their private chat (they never opened one with
+the bot) goes to their officers' group instead. Other errors are logged (type only) and
+the rest go on.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from bot.pacing import Pacer
+from bot.pacing import Pacer, pacer_for
 from bot.telegram import Deliverer
 from flows.reminders import Reminders
 from flows.types import Delivery
@@ -40,16 +42,34 @@ async def send_reminders(
     now: dt.datetime,
     pacer: Pacer | None = None,
 ) -> int:
-    """Send the deliveries (paced); returns how many went out."""
+    """Send the deliveries (paced); returns how many went out. A deliverer with a pacer
+    books each message itself; `pacer` is only for one without (never both: no double
+    booking)."""
     sent = 0
     for d in deliveries:
         try:
-            if pacer is not None and d.target.chat_id.lstrip("-").isdigit():
+            if (
+                pacer is not None
+                and deliverer.pacer is None
+                and d.target.chat_id.lstrip("-").isdigit()
+            ):
                 await pacer.wait(int(d.target.chat_id))
             await deliverer.send(bot, d)
             sent += 1
         except Forbidden:
-            await asyncio.to_thread(reminders.unreachable, d.target.channel, d.target.chat_id, now)
+            fallback = getattr(d, "fallback", None)  # an officer's reminder: their group
+            if fallback is None:
+                await asyncio.to_thread(
+                    reminders.unreachable, d.target.channel, d.target.chat_id, now
+                )
+                continue
+            try:
+                if pacer is not None and fallback.target.chat_id.lstrip("-").isdigit():
+                    await pacer.wait(int(fallback.target.chat_id))
+                await deliverer.send(bot, fallback)
+                sent += 1
+            except TelegramError as err:
+                log.warning("reminder not sent: %s", type(err).__name__)
         except TelegramError as err:
             log.warning("reminder not sent: %s", type(err).__name__)
     return sent
@@ -79,12 +99,13 @@ def schedule(
     """Run `tick` every `seconds` in the application's job queue (first run after `first`)."""
     if app.job_queue is None:
         raise RuntimeError("python-telegram-bot's job queue is missing (install PTB[job-queue])")
-    deliverer = Deliverer(app.bot_data.get("motcua_handler"))
-    pacer = Pacer()
+    # the Application's one pacer, shared with the other senders (bot/ops.py reports its
+    # queue); the deliverer books every message on it
+    deliverer = Deliverer(app.bot_data.get("motcua_handler"), pacer_for(app))
 
     async def job(context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
-            await tick(context.bot, reminders, deliverer, clock, pacer)
+            await tick(context.bot, reminders, deliverer, clock)
         except Exception as exc:  # the next tick tries again
             log.error("reminder tick failed: %s", type(exc).__name__)
 

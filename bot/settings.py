@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from flows.broadcast import BroadcastConfig
+from flows.privacy import PrivacyConfig
 from flows.reminders import ReminderConfig
 
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{20,}$")
@@ -38,6 +40,14 @@ class Settings:
     reannounce_minutes: int = 30
     # reminders (MOTCUA_REMINDER*, MOTCUA_QUIET_HOURS; flows/reminders.py)
     reminders: ReminderConfig = ReminderConfig()
+    # personal data (MOTCUA_DATA_KEY*, MOTCUA_RETENTION_*; flows/privacy.py)
+    privacy: PrivacyConfig = PrivacyConfig()
+    # broadcasts (MOTCUA_BROADCAST_*; flows/broadcast.py)
+    broadcast: BroadcastConfig = BroadcastConfig()
+    # operations (bot/ops.py): log format, /healthz and /metrics in polling mode
+    log_format: str = "text"
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @property
     def officers_configured(self) -> bool:
@@ -109,8 +119,11 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
             f"MOTCUA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}"
         )
     communes_file, officer_chat_id, officer_ids, reannounce = _officer_settings(env)
+    log_format, metrics_port, metrics_host = _ops_settings(env)
     try:
         reminders = ReminderConfig.from_env(env)
+        privacy = PrivacyConfig.from_env(env)
+        broadcast = BroadcastConfig.from_env(env)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     return Settings(
@@ -119,12 +132,17 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
         officer_ids=officer_ids,
         reannounce_minutes=reannounce,
         reminders=reminders,
+        privacy=privacy,
+        broadcast=broadcast,
         telegram_bot_token=token,
         telegram_api_base_url=base,
         database_url=db,
         timezone=tz,
         procedures_dirs=dirs,
         log_level=level,
+        log_format=log_format,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
 
 
@@ -167,3 +185,19 @@ def _officer_settings(env: dict[str, str]) -> tuple[Path | None, int | None, tup
             f"got {raw_minutes!r}"
         )
     return communes_file, chat_id, ids, int(raw_minutes)
+
+
+def _ops_settings(env: dict[str, str]) -> tuple[str, int | None, str]:
+    log_format = (env.get("MOTCUA_LOG_FORMAT") or "text").strip().lower()
+    if log_format not in ("text", "json"):
+        raise SettingsError(f"MOTCUA_LOG_FORMAT must be text or json, got {log_format!r}")
+    raw_port = (env.get("MOTCUA_METRICS_PORT") or "").strip()
+    port = None
+    if raw_port:
+        if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
+            raise SettingsError(
+                f"MOTCUA_METRICS_PORT must be a TCP port from 1 to 65535, got {raw_port!r}"
+            )
+        port = int(raw_port)
+    host = (env.get("MOTCUA_METRICS_HOST") or "").strip() or "127.0.0.1"
+    return log_format, port, host

@@ -34,10 +34,13 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatType
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 from telegram.warnings import PTBDeprecationWarning
 
+from bot import ops
+from bot.inbox import Inbox, InboxUpdater
+from bot.pacing import Pacer, pacer_for
 from flows.types import (
     Attachment,
     Command,
@@ -60,7 +63,16 @@ TEXT_LIMIT = 4096  # characters (UTF-16 code units) per message
 CAPTION_LIMIT = 1024
 NOTICE_LIMIT = 200  # callback query answer text
 MAX_RETRY_AFTER = 60.0  # seconds we are willing to wait on a 429 before giving up
-SEND_ATTEMPTS = 3
+SEND_ATTEMPTS = 5  # calls of one request answered 429 before giving up
+NETWORK_BACKOFF = (0.5, 1.5, 4.0)  # waits before the retries after a 5xx, timeout, lost link
+# Refusals that are expected in normal use and need nothing done (logged at debug by name).
+_HARMLESS = {
+    "message is not modified": "not modified",
+    "query is too old": "query too old",
+    "query id is invalid": "query too old",
+    "message to edit not found": "message to edit not found",
+    "message can't be edited": "cannot be edited",
+}
 # Updates handled at once, and as many HTTP connections to the Bot API (so no request ever
 # queues inside httpcore). httpcore's pool checks every connection (system calls each) on
 # every request and every queued request against every connection, so PTB's default of 256
@@ -102,6 +114,7 @@ _CONTENT_KINDS = (
 )
 
 _HANDLER_KEY = "motcua_handler"
+WEBHOOK_KEY = "motcua_webhook"  # bot_data flag: served by webhook (keep the webhook set)
 _COMMAND_RE = re.compile(r"/(\S*)\s*(.*)", re.DOTALL)
 
 T = TypeVar("T")
@@ -111,8 +124,9 @@ class Handler(Protocol):
     """What the transport needs from the conversation service.
 
     Optional, used when present: `record_sent(tag, chat_id, message_id, thread_id)` (a
-    Delivery with `record=tag` was sent) and `tick() -> Outbound` (periodic work, run by
-    the job queue when `build_application(tick_seconds=...)` is given)."""
+    Delivery with `record=tag` was sent), `tick() -> Outbound` (periodic work, run by
+    the job queue when `build_application(tick_seconds=...)` is given) and
+    `unreachable(channel, external_id)` (a private chat answered 403)."""
 
     def handle(self, inbound: Inbound) -> Outbound: ...
 
@@ -265,25 +279,64 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     )
 
 
-async def _with_retry(call: Callable[[], Awaitable[T]]) -> T:
-    """Run one Bot API call, waiting and retrying when Telegram answers 429."""
-    for attempt in range(1, SEND_ATTEMPTS + 1):
+def _retry_after(err: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        # PTB 22.2+ warns that this int becomes a timedelta in v23; accept both.
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        wait = err.retry_after
+    return wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+
+
+def harmless(err: BadRequest) -> str | None:
+    """The name of an expected refusal ("not modified", "query too old", ...), else None."""
+    text = err.message.lower()
+    return next((name for key, name in _HARMLESS.items() if key in text), None)
+
+
+async def _with_retry(
+    call: Callable[[], Awaitable[T]], pacer: Pacer | None = None, chat_id: int | None = None
+) -> T:
+    """Run one Bot API call. With a `pacer`, the call is one message to `chat_id`: each
+    attempt books a slot on the pacer first.
+
+    429: wait `retry_after` (the chat is deferred on the pacer) and retry, up to
+    SEND_ATTEMPTS calls. 5xx, timeouts and lost connections (NetworkError, TimedOut):
+    retry after NETWORK_BACKOFF. A timeout after the request went out may mean Telegram
+    did deliver it, so a retried send can show twice: we prefer that to losing it.
+    Anything else (400, 403, ...) is raised at once."""
+    limited = failed = 0
+    while True:
         try:
-            return await call()
+            if pacer is None or chat_id is None:
+                return await call()
+            async with pacer.slot(chat_id):
+                return await call()
         except RetryAfter as err:
-            with warnings.catch_warnings():
-                # PTB 22.2+ warns that this int becomes a timedelta in v23; accept both.
-                warnings.simplefilter("ignore", PTBDeprecationWarning)
-                wait = err.retry_after
-            seconds = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
-            if attempt == SEND_ATTEMPTS or seconds > MAX_RETRY_AFTER:
+            seconds = _retry_after(err)
+            limited += 1
+            if limited >= SEND_ATTEMPTS or seconds > MAX_RETRY_AFTER:
                 raise
             log.warning("rate limited by Telegram, retrying in %.1fs", seconds)
-            await asyncio.sleep(seconds)
-    raise AssertionError("unreachable")
+            if pacer is not None and chat_id is not None:
+                pacer.defer(chat_id, seconds)  # the retry's slot comes after the wait
+            else:
+                await asyncio.sleep(seconds)
+        except BadRequest:
+            raise
+        except NetworkError as err:  # TimedOut, 5xx, connection errors
+            if failed >= len(NETWORK_BACKOFF):
+                raise
+            delay = NETWORK_BACKOFF[failed]
+            failed += 1
+            log.warning(
+                "Telegram request failed (%s), retry %d in %.1fs", type(err).__name__, failed, delay
+            )
+            await asyncio.sleep(delay)
 
 
-async def _send_attachment(bot, chat_id: int, attachment: Attachment, markup, **where) -> str:
+async def _send_attachment(
+    bot, chat_id: int, attachment: Attachment, markup, *, pacer: Pacer | None = None, **where
+) -> str:
     """Send the document (an image as a photo); return caption text that did not fit and
     must go as a message."""
     caption = attachment.caption
@@ -305,7 +358,9 @@ async def _send_attachment(bot, chat_id: int, attachment: Attachment, markup, **
                 caption=caption or None,
                 reply_markup=markup,
                 **where,
-            )
+            ),
+            pacer,
+            chat_id,
         )
         return overflow
     await _with_retry(
@@ -315,17 +370,26 @@ async def _send_attachment(bot, chat_id: int, attachment: Attachment, markup, **
             caption=caption or None,
             reply_markup=markup,
             **where,
-        )
+        ),
+        pacer,
+        chat_id,
     )
     return overflow
 
 
 async def send_outbound(
-    bot, chat_id: int, outbound: Outbound, thread_id: int | None = None
+    bot,
+    chat_id: int,
+    outbound: Outbound,
+    thread_id: int | None = None,
+    *,
+    pacer: Pacer | None = None,
 ) -> None:
-    """Send every reply of `outbound` to `chat_id` (in that forum topic), in order."""
+    """Send every reply of `outbound` to `chat_id` (in that forum topic), in order, each
+    message booked on `pacer` (None: not paced). Raises on the first failure; the
+    conversation path is `Deliverer.send_outbound`."""
     for reply in outbound.replies:
-        await send_reply(bot, chat_id, reply, thread_id=thread_id)
+        await send_reply(bot, chat_id, reply, thread_id=thread_id, pacer=pacer)
 
 
 def _where(thread_id: int | None, reply_to: int | None) -> dict:
@@ -338,9 +402,16 @@ def _where(thread_id: int | None, reply_to: int | None) -> dict:
 
 
 async def send_reply(
-    bot, chat_id: int, reply: Reply, thread_id: int | None = None, reply_to: int | None = None
+    bot,
+    chat_id: int,
+    reply: Reply,
+    thread_id: int | None = None,
+    reply_to: int | None = None,
+    *,
+    pacer: Pacer | None = None,
 ) -> int | None:
-    """Send one reply; return the id of the last message sent."""
+    """Send one reply (a file, then its text split in pieces: each a message booked on
+    `pacer`); return the id of the last message sent."""
     where = _where(thread_id, reply_to)
     last_id: int | None = None
     markup = keyboard(reply)
@@ -349,7 +420,7 @@ async def send_reply(
         # Buttons go under the last message of the reply: the text if any, else the file.
         has_text = bool(text.strip()) or _utf16_len(reply.attachment.caption) > CAPTION_LIMIT
         overflow = await _send_attachment(
-            bot, chat_id, reply.attachment, None if has_text else markup, **where
+            bot, chat_id, reply.attachment, None if has_text else markup, pacer=pacer, **where
         )
         if overflow:
             text = f"{overflow}\n\n{text}" if text.strip() else overflow
@@ -359,20 +430,56 @@ async def send_reply(
         sent = await _with_retry(
             lambda piece=piece, last=last: bot.send_message(
                 chat_id=chat_id, text=piece, reply_markup=markup if last else None, **where
-            )
+            ),
+            pacer,
+            chat_id,
         )
         last_id = sent.message_id
     return last_id
 
 
 class Deliverer:
-    """Sends an Outbound's deliveries to other chats (a citizen, an officers' group or its
-    topic, an officer's private chat) and reports recorded ones back to the handler. A
-    failed delivery is logged (its kind and error type only) and the others go on."""
+    """Sends what the handler answers: the conversation's replies (`send_outbound`) and
+    deliveries to other chats (a citizen, an officers' group or its topic, an officer's
+    private chat), and reports recorded ones back to the handler. With a `pacer` (the
+    Application's one, `pacer_for(app)`) every message books its slot there; callers do
+    not wait on the pacer themselves. A failed delivery is logged (its kind and error type
+    only) and the others go on. A private chat that refuses messages (403: the person
+    blocked the bot or was deactivated) is reported to the handler's optional
+    `unreachable(channel, external_id)`."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, pacer: Pacer | None = None) -> None:
         self.handler = handler
+        self.pacer = pacer
         self._forums: dict[int, bool] = {}
+
+    async def send_outbound(
+        self, bot, chat_id: int, outbound: Outbound, thread_id: int | None = None
+    ) -> None:
+        """The answer to an update: its replies to `chat_id` (in that topic), in order,
+        then its deliveries. Raises no TelegramError: a reply that fails (after the
+        retries) is logged and the next one still goes; after a 403 the chat gets nothing
+        more."""
+        for reply in outbound.replies:
+            try:
+                await send_reply(bot, chat_id, reply, thread_id=thread_id, pacer=self.pacer)
+            except Forbidden:
+                await self.unreachable(chat_id)
+                break
+            except TelegramError as err:
+                log.warning("reply failed: %s", type(err).__name__)
+        await self.send_all(bot, outbound.deliveries)
+
+    async def unreachable(self, chat_id: int) -> None:
+        """A 403 from a private chat: tell the handler (reminders stop), log the fact."""
+        log.info("a private chat refuses messages (403)")
+        mark = getattr(self.handler, "unreachable", None)
+        if chat_id <= 0 or mark is None:
+            return
+        try:
+            await asyncio.to_thread(mark, CHANNEL, str(chat_id))
+        except Exception as exc:
+            log.error("marking a chat unreachable failed: %s", type(exc).__name__)
 
     async def is_forum(self, bot, chat_id: int) -> bool:
         if chat_id not in self._forums:
@@ -391,6 +498,8 @@ class Deliverer:
             except TelegramError as err:
                 kind = "edit" if delivery.edit_message_id else "copy" if delivery.copy else "send"
                 log.warning("delivery (%s) failed: %s", kind, type(err).__name__)
+                if isinstance(err, Forbidden) and delivery.target.channel == CHANNEL:
+                    await self.unreachable(int(delivery.target.chat_id))
 
     async def send(self, bot, d: Delivery) -> None:
         if d.target.channel != CHANNEL:
@@ -403,7 +512,10 @@ class Deliverer:
             return
         if d.new_topic and thread is None and await self.is_forum(bot, chat_id):
             try:
-                topic = await _with_retry(lambda: bot.create_forum_topic(chat_id, d.new_topic))
+                # its "topic created" service message counts as a message of the group
+                topic = await _with_retry(
+                    lambda: bot.create_forum_topic(chat_id, d.new_topic), self.pacer, chat_id
+                )
                 thread = topic.message_thread_id
             except TelegramError as err:  # no "manage topics" right: post in the group
                 log.warning("cannot open a topic in %s: %s", chat_id, type(err).__name__)
@@ -417,11 +529,15 @@ class Deliverer:
                     message_id=copy.message_id,
                     caption=copy.caption,
                     **_where(thread, d.reply_to_id),
-                )
+                ),
+                self.pacer,
+                chat_id,
             )
             message_id = sent.message_id
         elif d.reply is not None:
-            message_id = await send_reply(bot, chat_id, d.reply, thread, d.reply_to_id)
+            message_id = await send_reply(
+                bot, chat_id, d.reply, thread, d.reply_to_id, pacer=self.pacer
+            )
         record = getattr(self.handler, "record_sent", None)
         if d.record and message_id is not None and record is not None:
             try:
@@ -431,6 +547,8 @@ class Deliverer:
 
     @staticmethod
     async def _edit(bot, chat_id: int, message_id: int, reply: Reply) -> None:
+        # An edit adds no message to the chat: not paced (Telegram's limits count
+        # messages); a 429 on it is still waited out and retried.
         try:
             await _with_retry(
                 lambda: bot.edit_message_text(
@@ -441,8 +559,11 @@ class Deliverer:
                 )
             )
         except BadRequest as err:
-            # "message is not modified", "message to edit not found"
-            log.debug("edit refused: %s", err.message)
+            # "not modified": it already shows this; "not found", "can't be edited": the
+            # card was deleted or is too old, there is nothing left to update.
+            if harmless(err) is None:
+                raise
+            log.debug("edit refused: %s", harmless(err))
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -475,11 +596,16 @@ class ChatLocks:
 
 
 async def _answer_callback(query: CallbackQuery, notice: str) -> None:
+    # Best effort, one try, not paced (not a message): the spinner stops by itself, and
+    # waiting out a retry would only hold back the replies.
     try:
         await query.answer(text=notice[:NOTICE_LIMIT] or None)
     except BadRequest as err:
         # Too old or already answered: nothing the person can see depends on it.
-        log.debug("callback answer refused: %s", err.message)
+        if harmless(err) is None:
+            log.warning("callback answer refused: %s", type(err).__name__)
+        else:
+            log.debug("callback answer refused: %s", harmless(err))
     except TelegramError as err:
         # The replies still matter more than the spinner: carry on.
         log.warning("callback answer failed: %s", type(err).__name__)
@@ -489,40 +615,64 @@ async def _remove_keyboard(query: CallbackQuery) -> None:
     message = query.message
     if not isinstance(message, Message) or message.reply_markup is None:
         return
+    # Best effort like `_answer_callback`: an edit, not a message (not paced); a stale
+    # button left behind is refused by the service anyway.
     try:
         await query.edit_message_reply_markup(reply_markup=None)
     except BadRequest as err:
         # "message is not modified", "message to edit not found", "can't be edited".
-        log.debug("keyboard removal refused: %s", err.message)
+        if harmless(err) is None:
+            log.warning("keyboard removal refused: %s", type(err).__name__)
+        else:
+            log.debug("keyboard removal refused: %s", harmless(err))
     except TelegramError as err:
         log.warning("keyboard removal failed: %s", type(err).__name__)
 
 
 def _make_callback(
-    handler: Handler, locks: ChatLocks, deliverer: Deliverer, groups: frozenset[int]
+    handler: Handler,
+    locks: ChatLocks,
+    deliverer: Deliverer,
+    groups: frozenset[int],
+    inbox: Inbox | None = None,
 ):
     async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         # Take the chat lock before the first await so updates keep their arrival order.
         chat = update.effective_chat
         inbound = update_to_inbound(update, groups)
         query = update.callback_query
+        # an update from the durable inbox (bot/inbox.py): applied with its receipt,
+        # finished once its replies are out
+        durable = inbox if inbox is not None and inbox.tracked(update.update_id) else None
         if inbound is None or chat is None:
             if query is not None:
                 await _answer_callback(query, "")
+            if durable is not None:
+                await durable.finish(update.update_id)
+                durable.release(update.update_id)
             return
-        async with locks.hold(chat.id):
+        async with ops.update_timer(update.update_id), locks.hold(chat.id):
             log.debug("update %s: %s", update.update_id, type(inbound.event).__name__.lower())
             answered = False
             try:
-                outbound = await asyncio.to_thread(handler.handle, inbound)
+                if durable is not None:
+                    found = await durable.apply(handler, inbound, update.update_id)
+                    if found is None:
+                        return  # a duplicate: applied (and answered) elsewhere
+                    outbound = found
+                else:
+                    outbound = await asyncio.to_thread(handler.handle, inbound)
                 if query is not None:
                     await _answer_callback(query, outbound.notice)
                     answered = True
                     await _remove_keyboard(query)
                 thread = inbound.origin.thread_id if inbound.origin.group else None
-                await send_outbound(context.bot, chat.id, outbound, thread)
-                await deliverer.send_all(context.bot, outbound.deliveries)
+                await deliverer.send_outbound(context.bot, chat.id, outbound, thread)
+                if durable is not None:
+                    await durable.finish(update.update_id)
             finally:
+                if durable is not None:
+                    durable.release(update.update_id)
                 if query is not None and not answered:
                     await _answer_callback(query, "")
 
@@ -532,19 +682,30 @@ def _make_callback(
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the failure without personal data: exception type, update id, code location."""
     error = context.error
+    ops.observe_error(error)
     update_id = update.update_id if isinstance(update, Update) else None
     where = ""
     if error is not None and error.__traceback__ is not None:
         frames = traceback.extract_tb(error.__traceback__)
         where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in frames[-4:])
-    log.error("update %s failed: %s at %s", update_id, type(error).__name__, where)
+    log.error(
+        "update %s failed: %s at %s",
+        update_id,
+        type(error).__name__,
+        where,
+        extra={"update_id": update_id},
+    )
 
 
 async def prepare_bot(app: Application) -> None:
-    """Publish the command menu and make sure no webhook blocks polling."""
+    """Publish the command menu and (polling) make sure no webhook blocks polling."""
     handler: Handler = app.bot_data[_HANDLER_KEY]
-    await app.bot.delete_webhook()
+    if not app.bot_data.get(WEBHOOK_KEY):
+        await app.bot.delete_webhook()
     await app.bot.set_my_commands(handler.commands())
+    from bot.app import STARTED  # the reference data warm-up may start now
+
+    STARTED.set()
 
 
 def build_application(
@@ -555,13 +716,16 @@ def build_application(
     *,
     groups: frozenset[int] = frozenset(),
     tick_seconds: float | None = None,
+    inbox: Inbox | None = None,
 ) -> Application:
     """Build the Application: one TypeHandler feeding `handler`, an error handler, and
     `prepare_bot` as post_init (run by `run_polling`; call it yourself otherwise).
 
     `groups`: the officers' group chat ids whose messages and presses go to the handler
     (every other group is ignored). `tick_seconds`: run `handler.tick()` that often in
-    the job queue and send what it returns."""
+    the job queue and send what it returns. `inbox`: the durable inbox (bot/inbox.py):
+    no update is lost to a crash. Updates come from `InboxUpdater` (our getUpdates loop,
+    or the webhook server of `run_webhook`) either way."""
     builder = (
         Application.builder()
         .token(token)
@@ -580,11 +744,11 @@ def build_application(
     if base_file_url:
         builder = builder.base_file_url(base_file_url)
     app = builder.build()
+    app.updater = InboxUpdater(app.bot, app.update_queue, inbox)
     app.bot_data[_HANDLER_KEY] = handler
-    deliverer = Deliverer(handler)
-    app.add_handler(
-        TypeHandler(Update, _make_callback(handler, ChatLocks(), deliverer, frozenset(groups)))
-    )
+    deliverer = Deliverer(handler, pacer_for(app))  # every message paced (bot/pacing.py)
+    callback = _make_callback(handler, ChatLocks(), deliverer, frozenset(groups), inbox)
+    app.add_handler(TypeHandler(Update, callback))
     app.add_error_handler(on_error)
     if tick_seconds is not None and app.job_queue is not None:
         app.job_queue.run_repeating(

@@ -99,10 +99,27 @@ def new_state(proc: Procedure) -> dict[str, Any]:
     }
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, scalars), several times faster than
+    copy.deepcopy; anything else is handed to copy.deepcopy."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _clone(v) for k, v in value.items()}
+    if kind is list:
+        return [_clone(v) for v in value]
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value)
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), dt.date, dt.datetime})
+
+
 def migrate_state(proc: Procedure, state: dict[str, Any]) -> dict[str, Any]:
     """Bring a stored draft up to this procedure version: renamed fields keep their
-    answers (`formerly:`), unknown keys are kept but ignored."""
-    st = copy.deepcopy(state)
+    answers (`formerly:`), unknown keys are kept but ignored. Works on a deep copy: the
+    caller's state is never changed."""
+    st = _clone(state)
     for k, v in new_state(proc).items():
         st.setdefault(k, v)
     renames = proc.renames()
@@ -128,14 +145,21 @@ def applicable(proc: Procedure, answers: dict[str, Any], today: dt.date) -> list
     return [f for f in proc.fields if f.asked and conditions.holds_ns(f.when, ns)]
 
 
-_EFF_CACHE: dict[tuple, tuple[dict[str, Any], dict[str, str]]] = {}
+@dataclass(frozen=True)
+class _Analysis:
+    """What a state's answers imply, computed once per distinct answers (read-only)."""
+
+    answers: dict[str, Any]  # effective answers (see effective_answers)
+    shown: dict[str, str]
+    fields: tuple[FieldSpec, ...]  # applicable(proc, answers, today)
 
 
-def effective_answers(
-    proc: Procedure, state: dict[str, Any], today: dt.date
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Answers of fields that still apply (a changed branch hides old answers), plus
-    computed fields. Pure; memoised on the answers because every step asks it often."""
+_EFF_CACHE: dict[tuple, _Analysis] = {}
+
+
+def _analysis(proc: Procedure, state: dict[str, Any], today: dt.date) -> _Analysis:
+    """Effective answers and applicable fields, memoised on (procedure, day, answers,
+    shown): a step asks for them several times (current field, progress, review)."""
     raw = state["answers"]
     try:
         key = (
@@ -149,7 +173,30 @@ def effective_answers(
     except TypeError:  # an unhashable stored value: compute without the cache
         key, hit = None, None
     if hit is not None:
-        return dict(hit[0]), dict(hit[1])
+        return hit
+    answers, shown = _compute_effective(proc, state, today)
+    result = _Analysis(answers, shown, tuple(applicable(proc, answers, today)))
+    if key is not None:
+        if len(_EFF_CACHE) > 2048:
+            _EFF_CACHE.clear()
+        _EFF_CACHE[key] = result
+    return result
+
+
+def effective_answers(
+    proc: Procedure, state: dict[str, Any], today: dt.date
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Answers of fields that still apply (a changed branch hides old answers), plus
+    computed fields. Pure; memoised on the answers because every step asks it often.
+    The dicts are the caller's own (copies of the memo)."""
+    hit = _analysis(proc, state, today)
+    return dict(hit.answers), dict(hit.shown)
+
+
+def _compute_effective(
+    proc: Procedure, state: dict[str, Any], today: dt.date
+) -> tuple[dict[str, Any], dict[str, str]]:
+    raw = state["answers"]
     answers: dict[str, Any] = {}
     shown: dict[str, str] = {}
     ns = conditions.namespace(answers, today)
@@ -168,10 +215,6 @@ def effective_answers(
             value = conditions.render_string(f.value or "", ctx).strip()
             answers[f.id] = value
             shown[f.id] = value
-    if key is not None:
-        if len(_EFF_CACHE) > 2048:
-            _EFF_CACHE.clear()
-        _EFF_CACHE[key] = (dict(answers), dict(shown))
     return answers, shown
 
 
@@ -182,10 +225,10 @@ def template_ctx(
 
 
 def missing(proc: Procedure, state: dict[str, Any], today: dt.date) -> FieldSpec | None:
-    skipped = set(state["skipped"])
-    eff, _ = effective_answers(proc, state, today)
-    for f in applicable(proc, eff, today):
-        if f.id not in eff and f.id not in skipped:
+    skipped = state["skipped"]
+    known = _analysis(proc, state, today)
+    for f in known.fields:
+        if f.id not in known.answers and f.id not in skipped:
             return f
     return None
 
@@ -193,7 +236,7 @@ def missing(proc: Procedure, state: dict[str, Any], today: dt.date) -> FieldSpec
 def current_field(proc: Procedure, state: dict[str, Any], today: dt.date) -> FieldSpec | None:
     if state.get("focus"):
         f = proc.field(state["focus"])
-        eff, _ = effective_answers(proc, state, today)
+        eff = _analysis(proc, state, today).answers
         if f is not None and f.asked and conditions.holds(f.when, eff, today):
             return f
         state["focus"] = None
@@ -203,9 +246,7 @@ def current_field(proc: Procedure, state: dict[str, Any], today: dt.date) -> Fie
 def progress(
     proc: Procedure, state: dict[str, Any], f: FieldSpec, today: dt.date
 ) -> tuple[int, int]:
-    eff, _ = effective_answers(proc, state, today)
-    fields = applicable(proc, eff, today)
-    ids = [x.id for x in fields]
+    ids = [x.id for x in _analysis(proc, state, today).fields]
     index = ids.index(f.id) + 1 if f.id in ids else len(ids)
     return index, len(ids)
 
@@ -299,6 +340,10 @@ class Engine:
 
     def _eff(self) -> tuple[dict[str, Any], dict[str, str]]:
         return effective_answers(self.proc, self.s, self.c.today)
+
+    def _fields(self) -> tuple[FieldSpec, ...]:
+        """The applicable fields of the current answers."""
+        return _analysis(self.proc, self.s, self.c.today).fields
 
     def _tctx(self) -> dict[str, Any]:
         answers, shown = self._eff()
@@ -682,8 +727,7 @@ class Engine:
                 return
             self.status = ACTIVE
             self.s["stage"] = "questions"
-            eff, _ = self._eff()
-            fields = applicable(self.proc, eff, self.c.today)
+            fields = self._fields()
             if fields:
                 self.s["focus"] = fields[-1].id
             self._render_current()
@@ -692,9 +736,7 @@ class Engine:
             self._render_current()
             return
         f = current_field(self.proc, self.s, self.c.today)
-        eff, _ = self._eff()
-        fields = applicable(self.proc, eff, self.c.today)
-        ids = [x.id for x in fields]
+        ids = [x.id for x in self._fields()]
         if f is None or f.id not in ids or ids.index(f.id) == 0:
             self._say(self.r.msg("first_question"))
             self._render_current()
@@ -825,8 +867,7 @@ class Engine:
         self._say(text, rows + self._nav_row(back=True, skip=not f.required), expect=expect)
 
     def _review_fields(self) -> list[FieldSpec]:
-        eff, _ = self._eff()
-        return [f for f in applicable(self.proc, eff, self.c.today) if f.type != "info"]
+        return [f for f in self._fields() if f.type != "info"]
 
     def _render_review(self) -> None:
         eff, shown = self._eff()

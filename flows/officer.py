@@ -48,6 +48,7 @@ from procedures import validators
 from procedures.loader import Catalog
 from procedures.model import FieldSpec, Procedure
 from procedures.results import Ambiguous, Confirm, Invalid, Valid
+from procedures.text import fold
 from storage.store import CitizenRec, DraftRec, FactRec, HandoffRec
 
 if TYPE_CHECKING:
@@ -58,17 +59,26 @@ log = logging.getLogger(__name__)
 LIVE = ("open", "claimed")
 AWAIT = "case_await"  # citizen session key: waiting for a call-back phone number
 OFFICER_COMMANDS = frozenset({"hangdoi", "thongke"})
-THREAD_COMMANDS = frozenset({"trave", "sua", "giao"})
+THREAD_COMMANDS = frozenset({"trave", "sua", "giao", "hen"})
 CAPTIONED = frozenset({"photo", "document", "video", "audio", "voice", "animation"})
 ROUTING_FIELDS = ("subject_residence_commune", "requester_residence_commune")
 TAG_RE = re.compile(r"#(\d{1,12})\b")
 LONG_DIGITS = re.compile(r"\d[\d .]{7,}\d")
+# An ID number in a citizen's own words: 12 digits (CCCD) or 9 (old CMND), maybe grouped
+# with spaces, dots or dashes; not part of a longer number (a 10-digit phone stays), nor
+# the 9 digits after +84 (a phone).
+ID_LIKE = re.compile(r"(?<!\d)\d(?:[ .-]?\d){8}(?:(?:[ .-]?\d){3})?(?!\d)")
+PHONE_CC = re.compile(r"(?:\+|\b)84[ .-]?$")
 SUMMARY_LINES = 14
 SUMMARY_VALUE = 60
 QUEUE_LINES = 20
 DEFAULT_STATS_DAYS = 7
 MAX_STATS_DAYS = 366
 SLOT_FORMAT = "%y%m%d%H%M"
+APPOINTMENT_DATE = re.compile(r"\b(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{4}|\d{2}))?\b")
+APPOINTMENT_TIME = re.compile(r"\b(\d{1,2})\s*(?:[:hg]\s*(\d{2})?)(?!\s*[/.-]\d)")
+APPOINTMENT_CANCEL = frozenset({"huy", "xoa", "bo"})
+MAX_APPOINTMENT_DAYS = 366
 CALLBACK_FIELD = FieldSpec(id="callback_phone", type="phone", label="phone", question="phone")
 
 
@@ -85,6 +95,17 @@ def mask_digits(text: str) -> str:
     return LONG_DIGITS.sub(lambda m: mask_id(m.group(0)), text)
 
 
+def mask_ids(text: str) -> str:
+    """ID numbers in a citizen's message relayed to the officers' group; phone numbers and
+    dates stay readable (the officer may need to call back)."""
+
+    def masked(m: re.Match[str]) -> str:
+        phone = PHONE_CC.search(text, 0, m.start()) is not None
+        return m.group(0) if phone else mask_id(m.group(0))
+
+    return ID_LIKE.sub(masked, text)
+
+
 @dataclass
 class _Act:
     """One officer-side event being handled."""
@@ -92,6 +113,7 @@ class _Act:
     inbound: Inbound
     now: dt.datetime
     out: Outbound
+    reminders: Any = None  # flows.reminders.Reminders, when reminders are on
 
     @property
     def who(self) -> str:
@@ -116,6 +138,7 @@ class OfficerDesk:
         self.reannounce_minutes = reannounce_minutes
         self._t = catalog.env.get_template("officer.j2").module
         self._renderer = Renderer(catalog)  # validation error messages
+        self.broadcasts: Any = None  # flows.broadcast.Broadcasts (/thongbao), when wired
 
     # ------------------------------------------------------------------ texts
     def t(self, macro: str, /, **ctx: Any) -> str:
@@ -149,8 +172,10 @@ class OfficerDesk:
         self, svc: ConversationService, uow: Any, inbound: Inbound, now: dt.datetime
     ) -> Outbound | None:
         """Handle the event on the officer side, or return None to let the bot have it."""
-        act = _Act(inbound, now, Outbound())
+        act = _Act(inbound, now, Outbound(), getattr(svc, "reminders", None))
         ev = inbound.event
+        if self.broadcasts is not None and self.broadcasts.wants(inbound):
+            return self.broadcasts.handle(uow, inbound, now)  # /thongbao and its buttons
         if inbound.origin.group:
             self._group(svc, uow, act)
             return act.out
@@ -169,6 +194,10 @@ class OfficerDesk:
         if isinstance(ev, Press) and ev.data.startswith("c."):
             self._citizen_press(svc, uow, act, citizen, ev.data)
             return act.out
+        if (isinstance(ev, Command) and ev.name == "xoadulieu") or (
+            isinstance(ev, Press) and ev.data.startswith("m.") and ev.data.endswith((".ey", ".en"))
+        ):
+            return None  # erasing one's data is the bot's, even while an officer talks
         live = self._live(uow, citizen.id)
         if live is not None and live.status == "claimed":
             self._relay_from_citizen(uow, act, citizen, live)
@@ -347,6 +376,23 @@ class OfficerDesk:
         reply_to = None if case.topic_id else case.group_message_id
         return Delivery(self._group_target(case), Reply(text), reply_to_id=reply_to)
 
+    def tell_erased(self, case: HandoffRec, text: str, *, note: bool) -> list[Delivery]:
+        """The citizen erased their data (/xoadulieu): the case card in the group is
+        replaced by `text` (no personal data left on it, no buttons) and, with `note`, the
+        officers also get `text` as a new message in the case's thread."""
+        out: list[Delivery] = []
+        if case.group_chat_id is None:
+            return out
+        if case.group_message_id is not None:
+            out.append(
+                Delivery(
+                    self._group_target(case), Reply(text), edit_message_id=case.group_message_id
+                )
+            )
+        if note:
+            out.append(self._to_group(case, text))  # type: ignore[arg-type]
+        return out
+
     def _to_citizen(self, uow: Any, case: HandoffRec, replies: list[Reply]) -> list[Delivery]:
         citizen = uow.citizen_by_id(case.citizen_id)
         if citizen is None:
@@ -509,6 +555,8 @@ class OfficerDesk:
                 self._edit(uow, act, case, ev.arg)
             elif ev.name == "giao":
                 self._reassign(svc, uow, act, case, ev.arg)
+            elif ev.name == "hen":
+                self._appoint(uow, act, case, ev.arg)
             return
         if case.status == "open":
             act.out.replies.append(Reply(self.t("claim_first", case=case)))
@@ -636,6 +684,7 @@ class OfficerDesk:
             return
         case = uow.handoff(case.id)
         self._audit(uow, act, "return", case)
+        self._reminders_follow(uow, act, case)
         self._fact(uow, case, "OfficerLeft", act.now, returned=True)
         act.out.deliveries += self._card_edits(uow, case, act)
         note = self._to_group(case, self.t("returned_note", case=case))
@@ -725,6 +774,7 @@ class OfficerDesk:
             return
         case = uow.handoff(case.id)
         self._audit(uow, act, "close", case)
+        self._reminders_follow(uow, act, case)
         act.out.deliveries += self._card_edits(uow, case, act)
         act.out.notice = self.t("notice_closed", case=case)
         if was_claimed:
@@ -748,6 +798,7 @@ class OfficerDesk:
             return
         case = uow.handoff(case.id)
         self._audit(uow, act, "callback_done", case)
+        self._reminders_follow(uow, act, case)
         self._fact(uow, case, "CallbackDone", act.now)
         act.out.deliveries += self._card_edits(uow, case, act)
         act.out.notice = self.t("notice_closed", case=case)
@@ -755,6 +806,83 @@ class OfficerDesk:
         if was_claimed:
             replies += self._resume(svc, uow, case, act.now)
         act.out.deliveries += self._to_citizen(uow, case, replies)
+
+    def _reminders_follow(self, uow: Any, act: _Act, case: HandoffRec) -> None:
+        """The case changed: its call-back / appointment reminders lose their reason."""
+        if act.reminders is not None:
+            act.reminders.case_changed(uow, case, act.now)
+
+    # ------------------------------------------------------------------ appointments
+    def _appoint(self, uow: Any, act: _Act, case: HandoffRec, arg: str) -> None:
+        """/hen <dd/mm[/yyyy]> <hh:mm>: an appointment at the office for a case the officer
+        owns; the citizen is told, and reminded (flows/reminders.py). /hen huy cancels it
+        (the owner, or any of the commune's officers once nobody owns the case)."""
+        commune = self.dir.commune(case.commune_code)
+        if act.reminders is None:
+            act.out.replies.append(Reply(self.t("appointment_off")))
+            return
+        words = fold(arg).split()
+        if words and words[0] in APPOINTMENT_CANCEL:
+            if case.status == "claimed" and case.claimed_by != act.who:
+                self._not_owner(act, case)
+                return
+            at = act.reminders.appointment(uow, case.id)
+            if at is None or not act.reminders.cancel_appointment(uow, case.id, act.now):
+                act.out.replies.append(Reply(self.t("appointment_none", case=case)))
+                return
+            self._audit(uow, act, "appointment_cancelled", case)
+            self._fact(uow, case, "AppointmentCancelled", act.now)
+            local = commune.hours.local(at)
+            act.out.replies.append(Reply(self.t("appointment_cancelled", case=case, at=local)))
+            text = self.t("appointment_cancelled_citizen", commune=commune, at=local)
+            act.out.deliveries += self._to_citizen(uow, case, [Reply(text)])
+            return
+        if case.status != "claimed" or case.claimed_by != act.who:
+            self._not_owner(act, case)
+            return
+        at = self._appointment_time(arg, act.now, commune)
+        if at is None:
+            act.out.replies.append(Reply(self.t("appointment_usage")))
+            return
+        if not commune.hours.is_open(at):
+            act.out.replies.append(
+                Reply(self.t("appointment_closed", at=at, hours=commune.hours.table()))
+            )
+            return
+        office = {
+            "office": self.t("office_name", commune=commune),
+            "address": commune.address,
+            "phone": commune.phone,
+        }
+        act.reminders.plan_appointment(uow, case, at, office, act.now)
+        self._audit(uow, act, "appointment", case, at=at.astimezone(dt.UTC).isoformat())
+        self._fact(uow, case, "AppointmentSet", act.now, at=at.astimezone(dt.UTC).isoformat())
+        act.out.replies.append(Reply(self.t("appointment_set", case=case, at=at)))
+        text = self.t("appointment_citizen", commune=commune, at=at, name=act.name)
+        act.out.deliveries += self._to_citizen(uow, case, [Reply(text)])
+
+    def _appointment_time(self, arg: str, now: dt.datetime, commune: Commune) -> dt.datetime | None:
+        """`30/11 9:00`, `9h30 30/11/2026`...: a future local time within a year, or None."""
+        d = APPOINTMENT_DATE.search(arg)
+        rest = arg[: d.start()] + " " + arg[d.end() :] if d else arg
+        t = APPOINTMENT_TIME.search(rest)
+        if d is None or t is None:
+            return None
+        today = commune.hours.local(now).date()
+        day, month = int(d.group(1)), int(d.group(2))
+        year = int(d.group(3)) if d.group(3) else today.year
+        if year < 100:
+            year += 2000
+        hour, minute = int(t.group(1)), int(t.group(2) or 0)
+        try:
+            at = dt.datetime(year, month, day, hour, minute, tzinfo=commune.hours.tz)
+            if not d.group(3) and (today - at.date()).days > 180:  # 5/1 typed in December
+                at = at.replace(year=year + 1)
+        except ValueError:
+            return None
+        if at <= now or at.date() > today + dt.timedelta(days=MAX_APPOINTMENT_DAYS):
+            return None
+        return at
 
     def _not_owner(self, act: _Act, case: HandoffRec) -> None:
         if case.status == "claimed":
@@ -780,6 +908,7 @@ class OfficerDesk:
             return
         if isinstance(ev, Text | Command):
             text = ev.text if isinstance(ev, Text) else f"/{ev.name} {ev.arg}".strip()
+            text = mask_ids(text)  # never a full ID number in the group
             note = self._to_group(case, self.t("from_citizen", case=case, name=name, text=text))
             if note:
                 act.out.deliveries.append(note)
@@ -787,7 +916,8 @@ class OfficerDesk:
         if isinstance(ev, Other) and o.message_id is not None and ev.kind != "edited":
             reply_to = None if case.topic_id else case.group_message_id
             target = self._group_target(case)
-            label = self.t("from_citizen_caption", case=case, name=name, caption=o.caption)
+            caption = mask_ids(o.caption)
+            label = self.t("from_citizen_caption", case=case, name=name, caption=caption)
             if ev.kind in CAPTIONED:
                 copy = Copy(citizen.external_id, o.message_id, caption=label[:1000])
             else:
@@ -914,6 +1044,7 @@ class OfficerDesk:
                 return
             case = uow.handoff(case.id)
             self._fact(uow, case, "HandoffWithdrawn", act.now)
+            self._reminders_follow(uow, act, case)
             act.out.deliveries += self._card_edits(uow, case, act)
             note = self._to_group(case, self.t("withdrawn_note", case=case))
             if note:
@@ -1026,6 +1157,9 @@ class OfficerDesk:
         uow.update_handoff(case.id, callback_slot=slot)
         case = uow.handoff(case.id)
         self._fact(uow, case, "CallbackRequested", act.now)
+        if act.reminders is not None:  # the day before and an hour before (flows/reminders.py)
+            office = self.t("office_name", commune=commune)
+            act.reminders.plan_callback(uow, case, interval[0], interval[1], office, act.now)
         act.out.deliveries += self._card_edits(uow, case, act)
         note = self._to_group(case, self.t("callback_note", case=case))
         if note:

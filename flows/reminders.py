@@ -7,7 +7,26 @@ Reminders are rows (storage/reminders.py), planned relative to dates in the case
   its rows with it.
 - "result": once the dossier code is recorded, when the procedure's `processing_days`
   working days have passed (weekends and the public holidays of
-  procedures/_shared/holidays.yaml not counted), at `result_hour` local time.
+  procedures/_shared/holidays.yaml not counted), at `result_hour` local time. Its buttons:
+  open the draft, or "I got the result" (`rm.got.<draft>`): the result reminders are void,
+  and when the procedure's result expires (`validity_months` in procedure.yaml) the citizen
+  is asked whether they used it yet (`rm.unused.<draft>` / `rm.used.<draft>`).
+- "validity": the citizen said the result is not used yet: `validity_days` before it
+  expires, at `validity_hour`. The expiry is counted from the day the dossier code was
+  recorded (the earliest the result can have been issued: the reminder is never late);
+  "used" voids it.
+- "callback" and "appointment" (rows tied to a case, `handoff_id`): an officer's call-back
+  slot picked by the citizen (flows/officer.py `_pick_slot`) or an appointment at the
+  office an officer set with /hen. The citizen `appointment_hours` before the start
+  (24 h and 1 h), and the officer `officer_minutes` before it: the officer who owns the
+  case (private chat; their group if that chat is refused), or the commune's officers'
+  group (its topic) when nobody owns it then. A call-back is void once it is done, its
+  slot changed, or the case is over (closed, returned, withdrawn); an appointment once
+  replaced or cancelled (/hen huy) or the case withdrawn, and it survives the case being
+  returned to the bot (the visit is later). These go out even while an officer owns the
+  case (they are the officer's own plan); /tatnhac stops the citizen's, not the officer's.
+  Inside the quiet hours they move to the end of them if that is still before the start,
+  else they are dropped ("quiet_late"); past the start they are dropped ("past").
 
 `dispatch(now)` claims the due rows (exactly once across processes) and decides, per row:
 dropped when the citizen stopped reminders (/tatnhac) or is unreachable (blocked the bot),
@@ -19,11 +38,13 @@ while the bot was down is simply due at the first tick after start, and sent onc
 
 All text comes from procedures/_shared/templates/reminders.j2. The button of a reminder is
 `rm.<kind>.<draft short id>`: the service resumes that draft where it stands (no stale-turn
-check: a reminder is not part of the current screen).
+check: a reminder is not part of the current screen); `rm.got|unused|used.<draft>` are the
+answers `press` handles. An officer's reminder has the officer desk's `o.v.<case>` button.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -38,12 +59,17 @@ from flows.render import tidy
 from flows.types import Button, Delivery, Reply, Target
 from procedures.loader import Catalog
 from storage import reminders as rows
-from storage.store import CitizenRec, DraftRec, Store
+from storage.store import CitizenRec, DraftRec, FactRec, HandoffRec, Store
 
 log = logging.getLogger(__name__)
 
-DRAFT, RESULT = "draft", "result"
-KINDS = (DRAFT, RESULT)
+DRAFT, RESULT, VALIDITY = "draft", "result", "validity"
+CALLBACK, APPOINTMENT = "callback", "appointment"
+CASE_KINDS = (CALLBACK, APPOINTMENT)
+KINDS = (DRAFT, RESULT, VALIDITY, *CASE_KINDS)
+GOT, UNUSED, USED = "got", "unused", "used"  # the citizen's answers: rm.<answer>.<draft>
+ANSWERS = frozenset({GOT, UNUSED, USED})
+LIVE_CASE = ("open", "claimed")
 BUTTON_KEY = "rm"
 HOLIDAYS_FILE = Path(__file__).resolve().parent.parent / "procedures/_shared/holidays.yaml"
 
@@ -58,6 +84,10 @@ class ReminderConfig:
     quiet_end: int = 7  # local hour they end (a reminder inside is moved to it)
     result_hour: int = 17  # local hour of the "check the result" reminder
     owner_recheck_minutes: int = 60  # an officer owns the case: look again this much later
+    appointment_hours: tuple[float, ...] = (24.0, 1.0)  # citizen: hours before a call-back/visit
+    officer_minutes: int = 60  # the officer: minutes before a call-back slot or a visit
+    validity_days: int = 14  # days before a result expires (the citizen has not used it)
+    validity_hour: int = 9  # local hour of that reminder
     batch: int = 100  # rows claimed per tick
     tick_seconds: float = 60.0
 
@@ -84,6 +114,21 @@ class ReminderConfig:
                     f"commas (like 24,72), got {raw!r}"
                 )
             kw["draft_hours"] = hours
+        if raw := get("MOTCUA_REMINDER_APPOINTMENT_HOURS"):
+            try:
+                before = tuple(float(p) for p in raw.split(",") if p.strip())
+            except ValueError:
+                before = ()
+            if (
+                not before
+                or any(h <= 0 for h in before)
+                or list(before) != sorted(set(before), reverse=True)
+            ):
+                raise ValueError(
+                    f"MOTCUA_REMINDER_APPOINTMENT_HOURS must be decreasing hours before the "
+                    f"start separated by commas (like 24,1), got {raw!r}"
+                )
+            kw["appointment_hours"] = before
         if raw := get("MOTCUA_QUIET_HOURS"):
             parts = raw.split("-")
             if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
@@ -95,6 +140,9 @@ class ReminderConfig:
         for name, key, low, high in (
             ("MOTCUA_REMINDER_RESULT_HOUR", "result_hour", 0, 23),
             ("MOTCUA_REMINDER_OWNER_RECHECK_MINUTES", "owner_recheck_minutes", 1, 10080),
+            ("MOTCUA_REMINDER_OFFICER_MINUTES", "officer_minutes", 1, 10080),
+            ("MOTCUA_REMINDER_VALIDITY_DAYS", "validity_days", 1, 365),
+            ("MOTCUA_REMINDER_VALIDITY_HOUR", "validity_hour", 0, 23),
             ("MOTCUA_REMINDER_BATCH", "batch", 1, 10000),
             ("MOTCUA_REMINDER_TICK_SECONDS", "tick_seconds", 1, 3600),
         ):
@@ -154,6 +202,29 @@ def add_working_days(start: dt.date, days: int, holidays: frozenset[dt.date]) ->
     return day
 
 
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The same day `months` later (the month's last day when it is shorter)."""
+    years, month0 = divmod(day.month - 1 + months, 12)
+    year, month = day.year + years, month0 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _instant(raw: Any) -> dt.datetime | None:
+    try:
+        value = dt.datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+@dataclass(frozen=True)
+class ReminderDelivery(Delivery):
+    """A reminder to send; `fallback` goes instead when the chat refuses it (an officer
+    who never opened a private chat with the bot: their officers' group)."""
+
+    fallback: Delivery | None = None
+
+
 # ----------------------------------------------------------------------------- service
 
 
@@ -169,6 +240,8 @@ class Planned:
     status: str
     due_at: dt.datetime
     note: str
+    handoff_id: int | None = None
+    audience: str = rows.CITIZEN
 
 
 class Reminders:
@@ -221,6 +294,116 @@ class Reminders:
             at = dt.datetime.combine(due_day, dt.time(self.cfg.result_hour), tz)
             rows.plan(uow, citizen.id, draft.id, RESULT, [(1, at.astimezone(dt.UTC))], now)
 
+    def plan_callback(
+        self,
+        uow: Any,
+        case: HandoffRec,
+        start: dt.datetime,
+        end: dt.datetime,
+        office: str,
+        now: dt.datetime,
+    ) -> None:
+        """The citizen picked (or changed) a call-back slot of `case`: plan its reminders."""
+        data = {
+            "at": start.astimezone(dt.UTC).isoformat(),
+            "end": end.astimezone(dt.UTC).isoformat(),
+            "slot": case.callback_slot,
+            "office": office,
+        }
+        self._plan_case(uow, case, CALLBACK, start, data, now)
+
+    def plan_appointment(
+        self, uow: Any, case: HandoffRec, at: dt.datetime, office: dict, now: dt.datetime
+    ) -> None:
+        """An officer set (or moved) an appointment at the office: plan its reminders.
+        `office`: the office's name, address and phone, shown to the citizen."""
+        data = {"at": at.astimezone(dt.UTC).isoformat(), **office}
+        self._plan_case(uow, case, APPOINTMENT, at, data, now)
+
+    def _plan_case(
+        self, uow: Any, case: HandoffRec, kind: str, start: dt.datetime, data: dict, now
+    ) -> None:
+        due = [
+            (n, rows.CITIZEN, start - dt.timedelta(hours=h))
+            for n, h in enumerate(self.cfg.appointment_hours, 1)
+        ]
+        due.append((1, rows.OFFICER, start - dt.timedelta(minutes=self.cfg.officer_minutes)))
+        due = [d for d in due if d[2] > now] if self.cfg.enabled else []
+        rows.plan_case(uow, case.citizen_id, case.id, case.draft_id, kind, due, now, data)
+
+    def appointment(self, uow: Any, case_id: int) -> dt.datetime | None:
+        """When the case's appointment is (its planned reminders'), or None."""
+        for r in rows.reminders(
+            uow, handoff_id=case_id, kinds=[APPOINTMENT], statuses=[rows.PLANNED, rows.SENT]
+        ):
+            if r.status == rows.PLANNED:
+                return _instant(r.data.get("at"))
+        return None
+
+    def cancel_appointment(self, uow: Any, case_id: int, now: dt.datetime) -> int:
+        return rows.cancel(uow, now, handoff_id=case_id, kinds=[APPOINTMENT], note="cancelled")
+
+    def case_changed(self, uow: Any, case: HandoffRec, now: dt.datetime) -> None:
+        """A case changed (done, closed, returned, withdrawn): void what lost its reason."""
+        if case.callback_done_at is not None:
+            rows.cancel(uow, now, handoff_id=case.id, kinds=[CALLBACK], note="done")
+        elif case.status not in LIVE_CASE:
+            rows.cancel(uow, now, handoff_id=case.id, kinds=[CALLBACK], note=case.status)
+        if case.status == "withdrawn":
+            rows.cancel(uow, now, handoff_id=case.id, kinds=[APPOINTMENT], note="withdrawn")
+
+    def answers(self, name: str) -> bool:
+        return name in ANSWERS
+
+    def press(
+        self, uow: Any, citizen: CitizenRec, answer: str, short: str, now: dt.datetime
+    ) -> list[Reply] | None:
+        """The citizen answered about a result (`rm.<answer>.<draft>`): got it, not used
+        yet, used. None: not their draft (the service treats it as a stale button)."""
+        draft = uow.draft_by_short_id(short)
+        proc = self.catalog.get(draft.procedure_id) if draft is not None else None
+        if draft is None or draft.citizen_id != citizen.id or proc is None:
+            return None
+        months = proc.validity_months
+        ctx: dict[str, Any] = {"proc": proc, "code": draft.dossier_code, "months": months}
+        facts = {GOT: "ResultReceived", UNUSED: "ResultNotUsed", USED: "ResultUsed"}
+        uow.add_facts([FactRec(facts[answer], {"procedure": proc.id}, citizen.id, draft.id, now)])
+        if answer == GOT:
+            rows.cancel(uow, now, draft_id=draft.id, kinds=[RESULT], note="collected")
+            if not months:
+                return [Reply(self.t("result_noted", **ctx))]
+            buttons = (
+                (
+                    Button(self.t("button_unused"), f"{BUTTON_KEY}.{UNUSED}.{draft.short_id}"),
+                    Button(self.t("button_used"), f"{BUTTON_KEY}.{USED}.{draft.short_id}"),
+                ),
+            )
+            return [Reply(self.t("ask_used", **ctx), buttons, "choice")]
+        if answer == USED or not months:
+            rows.cancel(uow, now, draft_id=draft.id, kinds=[VALIDITY], note="used")
+            return [Reply(self.t("validity_used", **ctx))]
+        tz = self.tz_of(citizen)
+        issued = self._earliest_issue(uow, draft, tz)
+        expires = add_months(issued, months)
+        day = expires - dt.timedelta(days=self.cfg.validity_days)
+        at = dt.datetime.combine(day, dt.time(self.cfg.validity_hour), tz).astimezone(dt.UTC)
+        ctx |= {"issued": issued, "expires": expires, "remind": max(day, now.astimezone(tz).date())}
+        if expires <= now.astimezone(tz).date():
+            return [Reply(self.t("validity_expired", **ctx))]
+        if self.cfg.enabled:
+            data = {"from": issued.isoformat(), "expires": expires.isoformat()}
+            rows.plan(uow, citizen.id, draft.id, VALIDITY, [(1, max(at, now))], now, data)
+        button = Button(self.t("button_used"), f"{BUTTON_KEY}.{USED}.{draft.short_id}")
+        ctx["planned"] = self.cfg.enabled
+        return [Reply(self.t("validity_planned", **ctx), ((button,),), "choice")]
+
+    def _earliest_issue(self, uow: Any, draft: DraftRec, tz: ZoneInfo) -> dt.date:
+        """The earliest day the result can have been issued: the day the dossier code was
+        recorded (the last time, if it was typed again), else the draft's last change."""
+        stored = uow.facts(draft_id=draft.id, kind="DossierCodeStored")
+        at = stored[-1].at if stored else draft.updated_at
+        return at.astimezone(tz).date()
+
     def command(self, uow: Any, citizen: CitizenRec, name: str, now: dt.datetime) -> str:
         """/tatnhac (stop) or /batnhac (start again); returns the answer to show."""
         if name == "tatnhac":
@@ -236,7 +419,8 @@ class Reminders:
             if citizen is None:
                 return
             rows.set_pref(uow, citizen.id, now, unreachable=True)
-            rows.cancel(uow, now, citizen_id=citizen.id, note="unreachable")
+            # the officers' reminders about this citizen's case still go (they may phone)
+            rows.cancel(uow, now, citizen_id=citizen.id, audience=rows.CITIZEN, note="unreachable")
             uow.commit()
         log.info("citizen %s unreachable: reminders cancelled", citizen.id)
 
@@ -253,11 +437,13 @@ class Reminders:
         return out
 
     def _decide(self, uow: Any, rem: rows.ReminderRec, now: dt.datetime) -> Delivery | None:
+        if rem.kind in CASE_KINDS:
+            return self._decide_case(uow, rem, now)
         citizen = uow.citizen_by_id(rem.citizen_id)
         draft = uow.draft(rem.draft_id) if rem.draft_id is not None else None
         proc = self.catalog.get(draft.procedure_id) if draft is not None else None
         stopped, unreachable = rows.pref(uow, rem.citizen_id)
-        wanted = {DRAFT: eng.ACTIVE, RESULT: eng.SUBMITTED}.get(rem.kind)
+        wanted = {DRAFT: eng.ACTIVE, RESULT: eng.SUBMITTED, VALIDITY: eng.SUBMITTED}.get(rem.kind)
         reason = ""
         if citizen is None or draft is None or proc is None or wanted is None:
             reason = "gone"
@@ -291,12 +477,117 @@ class Reminders:
             "code": draft.dossier_code,
             "first": first,
         }
-        macro = f"draft_{min(rem.seq, 2)}" if rem.kind == DRAFT else "result_check"
         label = self.t("button_continue" if rem.kind == DRAFT else "button_open")
-        button = Button(label, f"{BUTTON_KEY}.{rem.kind}.{draft.short_id}")
-        reply = Reply(self.t(macro, **ctx), ((button,),), "choice")
+        buttons = [(Button(label, f"{BUTTON_KEY}.{rem.kind}.{draft.short_id}"),)]
+        if rem.kind == DRAFT:
+            macro = f"draft_{min(rem.seq, 2)}"
+        elif rem.kind == RESULT:
+            macro = "result_check"
+            buttons.append((Button(self.t("button_got"), f"{BUTTON_KEY}.{GOT}.{draft.short_id}"),))
+        else:
+            macro = "validity_expiring"
+            ctx["months"] = proc.validity_months
+            ctx["rules"] = [f.text for f in proc.validity if not f.when]
+            for key in ("from", "expires"):
+                try:
+                    ctx[key] = dt.date.fromisoformat(str(rem.data.get(key)))
+                except ValueError:
+                    ctx[key] = None
+            used = Button(self.t("button_used"), f"{BUTTON_KEY}.{USED}.{draft.short_id}")
+            buttons.insert(0, (used,))
+        reply = Reply(self.t(macro, **ctx), tuple(buttons), "choice")
         rows.finish(uow, rem.id, rows.SENT, now)
         return Delivery(Target(citizen.channel, citizen.external_id), reply=reply)
+
+    def _decide_case(self, uow: Any, rem: rows.ReminderRec, now: dt.datetime) -> Delivery | None:
+        """A call-back or appointment reminder: sent even while an officer owns the case."""
+        case = uow.handoff(rem.handoff_id) if rem.handoff_id is not None else None
+        citizen = uow.citizen_by_id(rem.citizen_id)
+        start = _instant(rem.data.get("at"))
+        for_citizen = rem.audience == rows.CITIZEN
+        reason = ""
+        if case is None or citizen is None or start is None:
+            reason = "gone"
+        elif start <= now:
+            reason = "past"
+        elif rem.kind == CALLBACK and case.callback_done_at is not None:
+            reason = "done"
+        elif rem.kind == CALLBACK and case.callback_slot != rem.data.get("slot"):
+            reason = "changed"
+        elif rem.kind == CALLBACK and case.status not in LIVE_CASE:
+            reason = case.status
+        elif rem.kind == APPOINTMENT and case.status == "withdrawn":
+            reason = case.status
+        elif not self.cfg.enabled:
+            reason = "stopped"
+        elif for_citizen:
+            stopped, unreachable = rows.pref(uow, rem.citizen_id)
+            reason = "unreachable" if unreachable else "stopped" if stopped else ""
+        if not reason and any(
+            r.kind == rem.kind and r.audience == rem.audience and r.seq > rem.seq
+            for r in rows.reminders(
+                uow, handoff_id=rem.handoff_id, kinds=[rem.kind], statuses=[rows.PLANNED]
+            )
+            if r.due_at <= now
+        ):
+            reason = "superseded"
+        if reason:
+            rows.finish(uow, rem.id, rows.CANCELLED, now, reason)
+            return None
+        assert case is not None and citizen is not None and start is not None
+        tz = self.tz_of(citizen) if for_citizen else self.tz
+        if in_quiet(now.astimezone(tz), self.cfg):
+            later = after_quiet(now, tz, self.cfg)
+            if later < start:
+                rows.move(uow, rem.id, later, "quiet")
+            else:
+                rows.finish(uow, rem.id, rows.CANCELLED, now, "quiet_late")
+            return None
+        end = _instant(rem.data.get("end"))
+        ctx = {
+            "case": case,
+            "start": start.astimezone(self.tz),
+            "end": end.astimezone(self.tz) if end else None,
+            "minutes": max(int((start - now).total_seconds() // 60), 0),
+            "phone": case.callback_phone or "",
+            "office": rem.data.get("office") or "",
+            "address": rem.data.get("address") or "",
+            "office_phone": rem.data.get("phone") or "",
+        }
+        if for_citizen:
+            rows.finish(uow, rem.id, rows.SENT, now)
+            ctx["first"] = rows.sent_count(uow, citizen.id) == 1  # this one, just counted
+            draft = uow.draft(case.draft_id) if case.draft_id else None
+            buttons: tuple = ()
+            if draft is not None:
+                data = f"{BUTTON_KEY}.{rem.kind}.{draft.short_id}"
+                buttons = ((Button(self.t("button_open"), data),),)
+            reply = Reply(
+                self.t(f"{rem.kind}_citizen", **ctx), buttons, "choice" if buttons else "none"
+            )
+            return Delivery(Target(citizen.channel, citizen.external_id), reply=reply)
+        view = ((Button(self.t("button_view_case"), f"o.v.{case.id}"),),)
+        group = None
+        if case.group_chat_id is not None:
+            text = self.t(f"{rem.kind}_officer", owner=False, **ctx)
+            group = Delivery(
+                Target(citizen.channel, str(case.group_chat_id), case.topic_id),
+                Reply(text, view, "choice"),
+                reply_to_id=None if case.topic_id else case.group_message_id,
+            )
+        if case.claimed_by:
+            rows.finish(uow, rem.id, rows.SENT, now)
+            text = self.t(f"{rem.kind}_officer", owner=True, **ctx)
+            return ReminderDelivery(
+                Target(citizen.channel, case.claimed_by),
+                Reply(text, view, "choice"),
+                fallback=group,
+            )
+        if group is None:  # no officers' group: nobody to tell
+            rows.finish(uow, rem.id, rows.CANCELLED, now, "no_officer")
+            return None
+        rows.finish(uow, rem.id, rows.SENT, now)
+        return group
 
     # ------------------------------------------------------------------ operators
     def listing(self, now: dt.datetime, *, all_rows: bool = False) -> list[Planned]:
@@ -304,6 +595,17 @@ class Reminders:
         with self.store.unit_of_work() as uow:
             found = rows.reminders(uow, statuses=None if all_rows else [rows.PLANNED])
         return [
-            Planned(r.id, r.citizen_id, r.draft_id, r.kind, r.seq, r.status, r.due_at, r.note)
+            Planned(
+                r.id,
+                r.citizen_id,
+                r.draft_id,
+                r.kind,
+                r.seq,
+                r.status,
+                r.due_at,
+                r.note,
+                r.handoff_id,
+                r.audience,
+            )
             for r in found
         ]

@@ -20,8 +20,20 @@ from sqlalchemy.exc import IntegrityError
 
 from flows import engine as eng
 from flows import intents
-from flows.render import Renderer
-from flows.types import Button, Command, Inbound, Other, Outbound, Press, Reply, Sender, Text
+from flows import privacy as priv
+from flows.render import MAX_TEXT, Renderer, tidy
+from flows.types import (
+    AlreadyHandled,
+    Button,
+    Command,
+    Inbound,
+    Other,
+    Outbound,
+    Press,
+    Reply,
+    Sender,
+    Text,
+)
 from procedures.loader import Catalog
 from procedures.model import Procedure
 from storage.store import DraftRec, FactRec, StaleVersion, Store
@@ -61,8 +73,12 @@ class ConversationService:
         raise_errors: bool = False,
         officers: OfficerDesk | None = None,
         reminders: Reminders | None = None,
+        privacy: priv.PrivacyConfig | None = None,
     ) -> None:
         self.raise_errors = raise_errors  # tests see the real exception
+        self.privacy = privacy or priv.PrivacyConfig()  # consent notice, retention
+        self._next_purge: dt.datetime | None = None
+        self._privacy_t = catalog.env.get_template("privacy.j2").module
         self.officers = officers  # the officer side (flows/officer.py); None: not configured
         self.reminders = reminders  # reminder rows (flows/reminders.py); None: no reminders
         self.store = store
@@ -81,6 +97,8 @@ class ConversationService:
         only, no personal data) and the person gets a short apology, nothing committed."""
         try:
             return self._handle(inbound)
+        except AlreadyHandled:
+            raise  # a duplicate delivery: nothing applied, nothing to say
         except Exception as exc:
             tb = exc.__traceback__
             while tb is not None and tb.tb_next is not None:
@@ -102,6 +120,8 @@ class ConversationService:
                     out = self.officers.route(self, uow, inbound, now) if self.officers else None
                     if out is None:
                         out = _Turn(self, uow, inbound, now).run()
+                    if inbound.receipt is not None:  # the transport's inbox, same transaction
+                        inbound.receipt(uow, out)
                     uow.commit()
                     return out
             except (StaleVersion, IntegrityError) as exc:  # another process won: redo
@@ -139,9 +159,28 @@ class ConversationService:
             self.officers.record_sent(uow, tag, chat_id, message_id, thread_id)
             uow.commit()
 
+    def unreachable(self, channel: str, external_id: str) -> None:
+        """The transport reports a chat that refuses messages (blocked the bot, account
+        deactivated): the citizen's reminders stop, as when a reminder hits the 403."""
+        if self.reminders is not None:
+            self.reminders.unreachable(channel, external_id, self.clock())
+
+    def privacy_text(self, macro: str, /, **ctx: Any) -> str:
+        ctx = {"draft_days": self.privacy.draft_days, "case_days": self.privacy.case_days} | ctx
+        return tidy(str(getattr(self._privacy_t, macro)(ctx)))
+
+    def purge_due(self) -> None:
+        """The retention purge (flows/privacy.py), at most once per PURGE_EVERY."""
+        now = self.clock()
+        if self._next_purge is not None and now < self._next_purge:
+            return
+        self._next_purge = now + priv.PURGE_EVERY
+        priv.purge(self.store, now, self.privacy)
+
     def tick(self) -> Outbound:
-        """Periodic work (the transport's job queue calls it): unclaimed cases announced
-        again. Returns deliveries only."""
+        """Periodic work (the transport's job queue calls it): the retention purge, and
+        unclaimed cases announced again. Returns deliveries only."""
+        self.purge_due()
         if self.officers is None:
             return Outbound()
         with self.store.unit_of_work() as uow:
@@ -165,10 +204,8 @@ class _Turn:
         sender = inbound.sender
         citizen = uow.citizen(sender.channel, sender.external_id)
         self.is_new = citizen is None
-        if citizen is None:
-            citizen = uow.add_citizen(
-                sender.channel, sender.external_id, sender.display_name, sender.username, now
-            )
+        if citizen is None:  # no name kept before consent (flows/privacy.py)
+            citizen = uow.add_citizen(sender.channel, sender.external_id, "", "", now)
         self.citizen = citizen
         self.session: dict[str, Any] = dict(citizen.session or {})
         self.erased = False
@@ -193,8 +230,9 @@ class _Turn:
         if not self.erased:
             self.citizen.session = self.session
             self.citizen.last_seen_at = self.now
-            if self.inbound.sender.display_name:
+            if self.inbound.sender.display_name and priv.consented(self.session):
                 self.citizen.display_name = self.inbound.sender.display_name
+                self.citizen.username = self.inbound.sender.username
             self.uow.save_citizen(self.citizen)
         return self.out
 
@@ -233,8 +271,7 @@ class _Turn:
             if draft:
                 self._engine_event(draft, cmd)
             elif name == "canbo":
-                self._handoff(None, "asked_menu")
-                self._menu(note="officer_noted_menu")
+                self._officer_from_menu(None)
             else:
                 self._menu(note="choose_procedure")
         else:
@@ -262,8 +299,7 @@ class _Turn:
         elif kind in ("question", "greeting", "thanks", "ambiguous", "start_procedure"):
             self._menu(text=intents.render_reply(self.catalog, intent, None, self.today))
         elif kind == "officer":
-            self._handoff(draft.id if draft else None, "asked_menu")
-            self._menu(note="officer_noted_menu")
+            self._officer_from_menu(draft.id if draft else None)
         elif kind == "help":
             self._say(self.r.msg("general_help"))
             self._menu(note="choose_procedure")
@@ -273,6 +309,8 @@ class _Turn:
             self._drafts_list()
         elif kind == "list_procedures":
             self._menu(note="choose_procedure")
+        elif not priv.consented(self.session):
+            self._menu(note="unknown_text")  # nothing recorded before consent
         else:
             self.uow.add_facts(
                 [
@@ -294,6 +332,14 @@ class _Turn:
             return
         key, turn, token = parts
         if key == "rm":  # a reminder's button (flows/reminders.py): no stale-turn check
+            rem = self.svc.reminders
+            if rem is not None and rem.answers(turn):  # got / unused / used the result
+                replies = rem.press(self.uow, self.citizen, turn, token, self.now)
+                if replies is None:
+                    self._stale()  # not this citizen's draft
+                else:
+                    self.out.replies.extend(replies)
+                return
             self._menu_token(f"r:{token}")
             return
         if key == "m":
@@ -323,6 +369,8 @@ class _Turn:
     # ------------------------------------------------------------------ menu
     def _menu_token(self, token: str) -> None:
         op, _, arg = token.partition(":")
+        if op in ("p", "n", "officer"):  # pressed under the consent notice: agreed
+            self._consent(op)
         if op == "p" and self.catalog.get(arg):
             self._start_procedure(self.catalog.get(arg))
         elif op == "n" and self.catalog.get(arg):
@@ -353,12 +401,9 @@ class _Turn:
         elif op == "list":
             self._drafts_list()
         elif op == "officer":
-            self._handoff(None, "asked_menu")
-            self._menu(note="officer_noted_menu")
+            self._officer_from_menu(None)
         elif op == "ey":
-            self.uow.delete_citizen_data(self.citizen.id)
-            self.erased = True
-            self._say(self.r.msg("erased"))
+            self._erase()
         elif op == "en":
             self._say(self.r.msg("kept"))
             self._menu(note="choose_procedure")
@@ -380,12 +425,16 @@ class _Turn:
         rows = [[self._mbtn(p.short_name, f"p:{p.id}")] for p in self.catalog.ordered()]
         rows.append([self._mbtn(self.r.label("list"), "list")])
         rows.append([self._mbtn(self.r.label("officer"), "officer")])
-        if text:
-            self._say(text, rows)
-        elif note:
-            self._say(self.r.msg(note), rows)
-        else:
-            self._say(self.r.msg("welcome", returning=returning), rows)
+        if not text:
+            text = self.r.msg(note) if note else self.r.msg("welcome", returning=returning)
+        if not priv.consented(self.session):  # the notice goes with the first menus
+            notice = self.svc.privacy_text("menu_consent")
+            if len(text) + len(notice) + 2 > MAX_TEXT:
+                self._say(text)
+                text = notice
+            else:
+                text += "\n\n" + notice
+        self._say(text, rows)
 
     def _resume_offer(self, draft: DraftRec) -> None:
         self._next_menu_turn()
@@ -444,6 +493,9 @@ class _Turn:
         return draft
 
     def _start_procedure(self, proc: Procedure, force_new: bool = False) -> None:
+        if not priv.consented(self.session):  # a deep link or a typed request
+            self._ask_consent(f"p:{proc.id}", proc.short_name)
+            return
         if not force_new:
             existing = [
                 d
@@ -558,6 +610,51 @@ class _Turn:
                 )
             ]
         )
+
+    # ------------------------------------------------------------------ personal data
+    def _consent(self, via: str) -> None:
+        """The citizen agreed to the notice (flows/privacy.py): recorded once."""
+        if priv.consented(self.session):
+            return
+        self.session[priv.CONSENT_KEY] = priv.NOTICE_VERSION
+        fact = {"version": priv.NOTICE_VERSION, "via": via}
+        self.uow.add_facts([FactRec("ConsentGiven", fact, self.citizen.id, None, self.now)])
+
+    def _ask_consent(self, token: str, action: str) -> None:
+        """The notice with "Đồng ý", which does `token` (a menu token) once agreed."""
+        self._next_menu_turn()
+        rows = [
+            [self._mbtn(self.svc.privacy_text("btn_agree"), token)],
+            [self._mbtn(self.svc.privacy_text("btn_other"), "procs")],
+        ]
+        self._say(self.svc.privacy_text("ask_consent", action=action), rows)
+
+    def _officer_from_menu(self, draft_id: int | None) -> None:
+        if not priv.consented(self.session):
+            self._ask_consent("officer", self.svc.privacy_text("action_officer"))
+            return
+        self._handoff(draft_id, "asked_menu")
+        self._menu(note="officer_noted_menu")
+
+    def _erase(self) -> None:
+        """/xoadulieu, confirmed: everything about the citizen goes (drafts, facts,
+        cases, reminders and their switch), and the office hears of their cases."""
+        cases = self.uow.handoffs(citizen_id=self.citizen.id)
+        told = False
+        if self.svc.officers is not None:
+            for case in cases:
+                live = case.status in ("open", "claimed")
+                text = self.svc.privacy_text("erased_case", case_id=case.id)
+                sent = self.svc.officers.tell_erased(case, text, note=live)
+                self.out.deliveries += sent
+                told = told or (live and bool(sent))
+        if cases:
+            self.uow.add_audit(
+                "citizen", "erase", self.now, details={"cases": [c.id for c in cases]}
+            )
+        self.uow.delete_citizen_data(self.citizen.id)
+        self.erased = True
+        self._say(self.r.msg("erased", told_office=told))
 
     def _say(self, text: str, rows: list[list[Button]] | None = None) -> None:
         self.out.replies.append(

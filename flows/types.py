@@ -7,8 +7,9 @@ back. Nothing here knows about python-telegram-bot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 # ----------------------------------------------------------------------------- events
 
@@ -79,6 +80,16 @@ class Inbound:
     # Transport metadata, not part of what happened: two inbounds with the same sender and
     # event are equal whatever their origin.
     origin: Origin = field(default_factory=Origin, compare=False)
+    # The transport's proof of receipt (its durable inbox): the service calls
+    # `receipt(uow, outbound)` inside the unit of work that commits the event's effects,
+    # so the event is marked handled in the same transaction. It raises AlreadyHandled
+    # when the event was applied before (a duplicate delivery): nothing is committed.
+    receipt: Callable[[Any, Outbound], None] | None = field(default=None, compare=False, repr=False)
+
+
+class AlreadyHandled(Exception):
+    """Raised by an Inbound's receipt: this event was applied already (a duplicate
+    delivery); the transaction is rolled back and nothing is sent."""
 
 
 # ----------------------------------------------------------------------------- replies

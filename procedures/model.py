@@ -205,6 +205,9 @@ class Procedure(Strict):
     processing_days: int | None = Field(default=None, ge=0, le=60)
     result: list[Fact] = []
     validity: list[Fact] = []
+    # months the result stays valid from its issue: the "before it expires" reminder
+    # (flows/reminders.py); the number stated in `validity`, None: the result does not expire
+    validity_months: int | None = Field(default=None, ge=1, le=120)
     portal: Portal
     documents: list[Document]
     sections: list[Section] = []
@@ -242,6 +245,8 @@ class Procedure(Strict):
             + self.result
             + self.validity
         )
+        if self.validity_months is not None and not self.validity:
+            raise ValueError("validity_months needs the `validity` facts that state it")
         for fact in facts:
             for s in fact.sources:
                 if s not in source_ids:

@@ -82,6 +82,7 @@ def has_letter_or_digit(s: str) -> bool:
 # ---------------------------------------------------------------- normalize
 
 _ABBREVIATIONS = Path(__file__).resolve().parent / "_shared" / "abbreviations.yaml"
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: much faster
 _DOUBLE_VOWEL = re.compile(r"([aeo])\1")
 _TELEX_W = re.compile(r"(?<=[aou])w")
 
@@ -89,7 +90,7 @@ _TELEX_W = re.compile(r"(?<=[aou])w")
 @cache
 def _abbreviations() -> tuple[dict[str, str], dict[tuple[str, ...], tuple[str, ...]], frozenset]:
     with _ABBREVIATIONS.open(encoding="utf-8") as fh:
-        raw: dict[str, Any] = yaml.safe_load(fh) or {}
+        raw: dict[str, Any] = yaml.load(fh, Loader=_SAFE_LOADER) or {}  # noqa: S506
     words = {fold(str(k)): fold(str(v)) for k, v in (raw.get("words") or {}).items()}
     phrases = {
         tuple(fold(str(k)).split()): tuple(fold(str(v)).split())

@@ -8,6 +8,10 @@ Timestamps are timezone-aware UTC datetimes in Python on every database (see UTC
 JSON columns use the plain JSON type on every database: it keeps the payload text as written,
 key order included (JSONB would reorder keys); nothing queries inside the payload.
 
+Personal data is encrypted at rest (storage/crypto.py, revision 0007): EncryptedJSON and
+EncryptedText columns hold Fernet tokens. Columns that are indexed or queried (ids,
+statuses, times, the channel's chat id) stay plain and carry no answers.
+
 The schema itself is created by the Alembic migrations in storage/migrations, which must
 match these models (tests/test_store.py checks that).
 """
@@ -15,10 +19,12 @@ match these models (tests/test_store.py checks that).
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Index, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from storage.crypto import EncryptedJSON, EncryptedText
 
 # Named constraints keep future SQLite batch migrations (which rebuild tables) workable.
 SQLModel.metadata.naming_convention = {
@@ -67,9 +73,9 @@ class Citizen(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel: str
     external_id: str
-    display_name: str = ""
-    username: str = ""
-    session: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    display_name: str = Field(default="", sa_type=EncryptedText, nullable=False)
+    username: str = Field(default="", sa_type=EncryptedText, nullable=False)
+    session: dict[str, Any] = Field(default_factory=dict, sa_type=EncryptedJSON, nullable=False)
     timezone: str | None = None
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     last_seen_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
@@ -93,8 +99,9 @@ class Draft(SQLModel, table=True):
     procedure_version: int
     status: str
     stage: str
-    subject: str = ""  # a short label such as the subject's name: personal, never logged
-    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    # a short label such as the subject's name: personal, never logged
+    subject: str = Field(default="", sa_type=EncryptedText, nullable=False)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=EncryptedJSON, nullable=False)
     dossier_code: str | None = None
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
@@ -112,7 +119,7 @@ class Fact(SQLModel, table=True):
         default=None, foreign_key="draft.id", index=True, ondelete="CASCADE"
     )
     kind: str = Field(index=True)
-    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=EncryptedJSON, nullable=False)
     at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
 
 
@@ -141,12 +148,13 @@ class Handoff(SQLModel, table=True):
     # the officer side (revision 0002)
     commune_code: int | None = None  # 2025 unit code; None: the default commune
     step: str | None = None  # where the citizen was: a field id or a stage
-    claimed_by_name: str | None = None
+    claimed_by_name: str | None = Field(default=None, sa_type=EncryptedText, nullable=True)
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     group_chat_id: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
     group_message_id: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
     topic_id: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
-    callback_phone: str | None = None  # personal: never logged
+    # personal: never logged
+    callback_phone: str | None = Field(default=None, sa_type=EncryptedText, nullable=True)
     callback_slot: str | None = None  # "2026-11-30T07:30/11:30", local office time
     callback_done_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     announced_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
@@ -163,10 +171,10 @@ class Audit(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
     actor: str  # the officer's id in the channel
-    actor_name: str = ""
+    actor_name: str = Field(default="", sa_type=EncryptedText, nullable=False)
     action: str = Field(index=True)
     handoff_id: int | None = Field(
         default=None, foreign_key="handoff.id", index=True, ondelete="SET NULL"
     )
     draft_id: int | None = Field(default=None, foreign_key="draft.id", ondelete="SET NULL")
-    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=EncryptedJSON, nullable=False)

@@ -28,12 +28,15 @@ from storage.models import UTCDateTime
 
 PLANNED, SENT, CANCELLED = "planned", "sent", "cancelled"
 REMINDER_STATUSES = frozenset({PLANNED, SENT, CANCELLED})
+CITIZEN, OFFICER = "citizen", "officer"  # whom a row is for (revision 0004)
 
 
 class Reminder(SQLModel, table=True):
-    """One planned message to a citizen. `seq` numbers the reminders of one kind for one
-    draft (1: after 24 h, 2: after 72 h...); `note` says why a row was cancelled or moved
-    (no personal data)."""
+    """One planned message. `seq` numbers the reminders of one kind for one draft (1: after
+    24 h, 2: after 72 h...) or one case; `note` says why a row was cancelled or moved (no
+    personal data). `audience` (revision 0004) is "citizen" (the row's citizen) or
+    "officer" (the officer who owns the row's case, else its officers' group); `handoff_id`
+    ties call-back and appointment reminders to their case."""
 
     __tablename__ = "reminder"
     __table_args__ = (
@@ -54,6 +57,10 @@ class Reminder(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     note: str = ""
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    handoff_id: int | None = Field(
+        default=None, foreign_key="handoff.id", nullable=True, ondelete="CASCADE", index=True
+    )
+    audience: str = Field(default=CITIZEN, sa_column_kwargs={"server_default": CITIZEN})
 
 
 class ReminderPref(SQLModel, table=True):
@@ -85,6 +92,8 @@ class ReminderRec:
     sent_at: datetime | None
     note: str
     data: dict
+    handoff_id: int | None = None
+    audience: str = CITIZEN
 
 
 def _session(uow: Any) -> Session:
@@ -149,13 +158,48 @@ def plan(
     s.exec(stale.values(status=CANCELLED, note="replanned"))
 
 
+def plan_case(
+    uow: Any,
+    citizen_id: int,
+    handoff_id: int,
+    draft_id: int | None,
+    kind: str,
+    due: Iterable[tuple[int, str, datetime]],
+    now: datetime,
+    data: dict | None = None,
+) -> None:
+    """Plan the reminders of one case's call-back or appointment: the planned rows of
+    (`handoff_id`, `kind`) are cancelled ("replanned") and one row per (seq, audience,
+    due_at) is added, each with `data`."""
+    cancel(uow, now, handoff_id=handoff_id, kinds=[kind], note="replanned")
+    s = _session(uow)
+    for seq, audience, due_at in due:
+        s.exec(
+            insert(_REM).values(
+                citizen_id=citizen_id,
+                draft_id=draft_id,
+                handoff_id=handoff_id,
+                audience=audience,
+                kind=kind,
+                seq=seq,
+                status=PLANNED,
+                due_at=_utc(due_at),
+                created_at=_utc(now),
+                note="",
+                data=dict(data or {}),
+            )
+        )
+
+
 def cancel(
     uow: Any,
     now: datetime,
     *,
     citizen_id: int | None = None,
     draft_id: int | None = None,
+    handoff_id: int | None = None,
     kinds: Iterable[str] | None = None,
+    audience: str | None = None,
     note: str = "",
 ) -> int:
     """Cancel planned reminders matching every filter given; returns how many."""
@@ -164,6 +208,10 @@ def cancel(
         stmt = stmt.where(_REM.c.citizen_id == citizen_id)
     if draft_id is not None:
         stmt = stmt.where(_REM.c.draft_id == draft_id)
+    if handoff_id is not None:
+        stmt = stmt.where(_REM.c.handoff_id == handoff_id)
+    if audience is not None:
+        stmt = stmt.where(_REM.c.audience == audience)
     if kinds is not None:
         stmt = stmt.where(_REM.c.kind.in_(list(kinds)))
     stmt = stmt.values(status=CANCELLED, note=note[:40])
@@ -222,6 +270,8 @@ def reminders(
     *,
     citizen_id: int | None = None,
     draft_id: int | None = None,
+    handoff_id: int | None = None,
+    kinds: Iterable[str] | None = None,
     statuses: Iterable[str] | None = None,
 ) -> list[ReminderRec]:
     """Reminders matching every filter given, by due time."""
@@ -230,6 +280,10 @@ def reminders(
         stmt = stmt.where(_REM.c.citizen_id == citizen_id)
     if draft_id is not None:
         stmt = stmt.where(_REM.c.draft_id == draft_id)
+    if handoff_id is not None:
+        stmt = stmt.where(_REM.c.handoff_id == handoff_id)
+    if kinds is not None:
+        stmt = stmt.where(_REM.c.kind.in_(list(kinds)))
     if statuses is not None:
         stmt = stmt.where(_REM.c.status.in_(list(statuses)))
     stmt = stmt.order_by(_REM.c.due_at, _REM.c.id)
@@ -237,7 +291,10 @@ def reminders(
 
 
 def sent_count(uow: Any, citizen_id: int) -> int:
-    stmt = select(func.count()).where(_REM.c.citizen_id == citizen_id, _REM.c.status == SENT)
+    """Reminders sent to the citizen (officers' reminders about their case not counted)."""
+    stmt = select(func.count()).where(
+        _REM.c.citizen_id == citizen_id, _REM.c.status == SENT, _REM.c.audience == CITIZEN
+    )
     return int(_session(uow).exec(stmt).one()[0])
 
 

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from alembic import command
 from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlmodel import Session
 
-from storage.db import alembic_config, make_engine
+from storage import crypto
+from storage.db import alembic_config, at_heads, make_engine
 from storage.models import Audit, Citizen, Draft, Fact, Handoff
 
 DRAFT_STATUSES = frozenset({"active", "completed", "submitted", "cancelled", "exited"})
@@ -525,10 +525,18 @@ class UnitOfWork:
 
 
 class Store:
-    """A database: SQLite (`sqlite:///path.db`) or PostgreSQL (`postgresql://...`)."""
+    """A database: SQLite (`sqlite:///path.db`) or PostgreSQL (`postgresql://...`).
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    `keyring` encrypts and decrypts the personal-data columns (storage/crypto.py); without
+    one, the keys come from the process environment (MOTCUA_DATA_KEYS, MOTCUA_DATA_KEY_FILE)
+    or ./motcua.key. The application passes the keyring of its settings."""
+
+    def __init__(
+        self, url: str, *, echo: bool = False, keyring: crypto.Keyring | None = None
+    ) -> None:
         self.engine = make_engine(url, echo=echo)
+        self.keyring = keyring if keyring is not None else crypto.keyring_from_environ()
+        crypto.install(self.engine, self.keyring)
 
     @property
     def dialect(self) -> str:
@@ -536,9 +544,14 @@ class Store:
         return self.engine.dialect.name
 
     def upgrade(self) -> None:
-        """Create or migrate the schema to the newest revision (alembic upgrade head)."""
-        cfg = alembic_config()
+        """Create or migrate the schema to the newest revisions (alembic upgrade heads).
+        A database already there costs one query: Alembic is not even imported."""
         with self.engine.begin() as connection:
+            if at_heads(connection):
+                return
+            from alembic import command
+
+            cfg = alembic_config()
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "heads")
 

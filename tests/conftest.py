@@ -14,10 +14,15 @@ from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from storage.store import Store
 
 PG_URL = os.environ.get("MOTCUA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+# personal-data columns are encrypted (storage/crypto.py): one data key for the whole run,
+# used by every Store the tests open and inherited by the bot processes they start
+os.environ.setdefault("MOTCUA_DATA_KEYS", Fernet.generate_key().decode("ascii"))
 
 
 @contextmanager

@@ -19,6 +19,7 @@ one bot, one process, no persistence.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import json
@@ -28,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 # Telegram limits (https://core.telegram.org/bots/api, https://core.telegram.org/bots/faq).
@@ -304,11 +306,17 @@ class FakeChat:
                 pass
 
     async def wait_quiet(self, seconds: float = 0.3, max_wait: float = 15.0) -> list[BotMessage]:
-        """Return everything that arrives until nothing new came for `seconds`."""
+        """Return everything that arrives until nothing new came for `seconds`, and (with
+        `api.paced_quiet`, the default) nothing came to this chat for longer than the gap
+        a paced bot leaves between two messages of one answer (`paced_gap`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
+        floor = self.api.paced_gap(self.chat_id) if self.api.paced_quiet else 0.0
         while loop.time() < deadline:
-            changed = await self.api._outbox_signal.wait(min(seconds, deadline - loop.time()))
+            box = self.api.outbox(self.chat_id)
+            idle = time.monotonic() - box[-1].at if box else floor
+            quiet = max(seconds, floor - idle)
+            changed = await self.api._outbox_signal.wait(min(quiet, deadline - loop.time()))
             if not changed:
                 break
         box = self.api.outbox(self.chat_id)
@@ -621,6 +629,25 @@ class FakeBotAPI:
         # Fault injection.
         self.delay = 0.0
         self._faults: dict[str, deque[ApiError]] = {}
+        self._drops: dict[str, deque[bool]] = {}
+
+        # `wait_quiet` also waits out the pacing gap since the chat's last message, so
+        # "quiet" means a paced bot has finished its answer.
+        self.paced_quiet = True
+        self._holds: dict[str, asyncio.Event] = {}  # `hold`: calls wait until `release`
+
+        # Webhook mode (after setWebhook): updates are POSTed to the registered URL, one at
+        # a time in order, again after any answer but 200 (as Telegram does). Tests may
+        # put a load balancer in front: `webhook_backends` (URLs taken in turn).
+        self.webhook_backends: list[str] = []
+        self.webhook_secret: str | None = None  # send this secret instead of the bot's
+        self.webhook_retry_delay = 0.1  # seconds before a refused delivery is tried again
+        self.webhook_duplicates = 0  # deliver the next N updates twice (after their 200)
+        self.webhook_deliveries: list[tuple[int, str, int | None]] = []  # id, URL, status
+        self._webhook_secret_token = ""
+        self._webhook_task: asyncio.Task | None = None
+        self._webhook_turn = 0
+        self._confirmed = 0  # the highest getUpdates offset seen: ids below it are confirmed
 
         # State.
         self._chats: dict[int, FakeChat] = {}
@@ -667,6 +694,7 @@ class FakeBotAPI:
 
     async def stop(self) -> None:
         self._closing = True
+        await self._stop_webhook()
         if self._updates_signal:
             self._updates_signal.fire()
         if self._runner is not None:
@@ -745,6 +773,47 @@ class FakeBotAPI:
         self._faults.setdefault(method.lower(), deque()).append(
             ApiError(status, description, parameters)
         )
+
+    @staticmethod
+    def paced_gap(chat_id: int) -> float:
+        """Longest pause a bot pacing itself within the limits leaves between two messages
+        to `chat_id` (the even spacing of the chat's rate), plus a round-trip margin."""
+        limit, window = GROUP_CHAT_RATE if chat_id < 0 else PRIVATE_CHAT_RATE
+        return window / limit + 0.3
+
+    def drop_next(self, method: str, delivered: bool = False) -> None:
+        """Make the next call of `method` get no answer: the server closes the connection,
+        as when a request times out or the link breaks (python-telegram-bot raises
+        NetworkError). `delivered=True`: the call was carried out before the connection
+        dropped, so the bot cannot tell whether it went through (queued like `fail_next`)."""
+        self._drops.setdefault(method.lower(), deque()).append(delivered)
+
+    def hold(self, method: str) -> None:
+        """Calls of `method` from now on wait (after being counted in `calls`) until
+        `release(method)`; a call whose client went away meanwhile is not carried out."""
+        self._holds.setdefault(method.lower(), asyncio.Event())
+
+    def release(self, method: str) -> None:
+        event = self._holds.pop(method.lower(), None)
+        if event is not None:
+            event.set()
+
+    @property
+    def last_update_id(self) -> int:
+        """The update_id of the last update injected."""
+        return self._next_update_id
+
+    def confirmed(self, update_id: int) -> bool:
+        """The bot confirmed the update: it called getUpdates with a higher offset."""
+        return self._confirmed > update_id
+
+    async def wait_confirmed(self, update_id: int, timeout: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.confirmed(update_id):
+            if loop.time() > deadline:
+                raise AssertionError(f"update {update_id} not confirmed in {timeout}s")
+            await asyncio.sleep(0.01)
 
     def outbox(self, chat_id: int) -> list[BotMessage]:
         """Everything the bot sent to `chat_id`, in order (live list: do not modify)."""
@@ -1051,10 +1120,23 @@ class FakeBotAPI:
         if self.delay:
             await asyncio.sleep(self.delay)
         name = method.lower()
+        held = self._holds.get(name)
+        if held is not None:
+            await held.wait()
+            if request.transport is None or request.transport.is_closing():
+                return web.Response()  # the bot is gone: nothing carried out
         faults = self._faults.get(name)
         if faults:
             return self._error(faults.popleft())
         impl = getattr(self, f"_m_{name}", None)
+        drops = self._drops.get(name)
+        if drops:
+            if drops.popleft() and impl is not None:
+                with contextlib.suppress(ApiError):
+                    await impl(params, uploads)
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()  # never reaches the bot
         if impl is None:
             return web.json_response(
                 {"ok": False, "error_code": 404, "description": "Not Found: method not found"},
@@ -1112,6 +1194,7 @@ class FakeBotAPI:
             self._allowed_updates = list(allowed)
 
         if offset > 0:
+            self._confirmed = max(self._confirmed, offset)
             self._pending = [u for u in self._pending if u["update_id"] >= offset]
         elif offset < 0:
             self._pending = self._pending[offset:]
@@ -1136,6 +1219,55 @@ class FakeBotAPI:
                 return []
             await self._updates_signal.wait(remaining)
 
+    async def _stop_webhook(self) -> None:
+        task, self._webhook_task = self._webhook_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _post_update(self, session: Any, update: dict, attempt: int) -> int | None:
+        """POST one update; the load balancer (`webhook_backends`) sends each update to the
+        backend after the previous update's, and each new attempt to the next one."""
+        targets = self.webhook_backends or [self._webhook_url]
+        url = targets[(self._webhook_turn + attempt) % len(targets)]
+        secret = (
+            self.webhook_secret if self.webhook_secret is not None else self._webhook_secret_token
+        )
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+        try:
+            async with session.post(url, json=update, headers=headers) as response:
+                status: int | None = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            status = None  # not reachable: like any answer but 200, try again later
+        self.webhook_deliveries.append((update["update_id"], url, status))
+        return status
+
+    async def _deliver_webhook(self) -> None:
+        """Telegram's side of a webhook: each pending update POSTed until answered 200."""
+        assert self._updates_signal is not None
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while self._webhook_url and not self._closing:
+                self._drop_unwanted()
+                if not self._pending:
+                    await self._updates_signal.wait(1.0)
+                    continue
+                update = self._pending[0]
+                attempt = 0
+                while await self._post_update(session, update, attempt) != 200:
+                    attempt += 1
+                    await asyncio.sleep(self.webhook_retry_delay)
+                if update in self._pending:
+                    self._pending.remove(update)
+                if self.webhook_duplicates > 0:  # as after a timeout: the same update again
+                    self.webhook_duplicates -= 1
+                    attempt += 1
+                    while await self._post_update(session, update, attempt) != 200:
+                        attempt += 1
+                        await asyncio.sleep(self.webhook_retry_delay)
+                self._webhook_turn += 1
+
     def _drop_unwanted(self) -> None:
         wanted = set(self._allowed_updates) or (set(_UPDATE_TYPES) - _OPT_IN_UPDATES)
         self._pending = [
@@ -1144,10 +1276,16 @@ class FakeBotAPI:
 
     async def _m_setwebhook(self, params, uploads):
         self._webhook_url = str(params.get("url") or "")
+        self._webhook_secret_token = str(params.get("secret_token") or "")
+        if _bool(params, "drop_pending_updates"):
+            self._pending.clear()
+        if self._webhook_url and self._webhook_task is None:
+            self._webhook_task = asyncio.create_task(self._deliver_webhook())
         return True
 
     async def _m_deletewebhook(self, params, uploads):
         self._webhook_url = ""
+        await self._stop_webhook()
         if _bool(params, "drop_pending_updates"):
             self._pending.clear()
         return True

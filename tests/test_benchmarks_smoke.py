@@ -88,7 +88,13 @@ def test_smoke_run_reports_every_metric(tmp_path: Path) -> None:
             "sqlite: replies wrong / out of order / lost",
         ],
         "growth": ["sqlite: updates/s at 50 -> 200 drafts", "sqlite: hot queries with a full scan"],
-        "start-up": ["process start -> first getUpdates", "first /start -> its reply"],
+        "start-up": [
+            "process start -> first getUpdates",
+            "process start -> first getUpdates, new database",
+            "main thread CPU until the first getUpdates",
+            "first /start -> its reply",
+        ],
+        "reminders and broadcast": ["reminders dispatched per CPU second"],
         "engine and language": [
             "engine step, typed date, cold: median / p99",
             "engine step, button press, cold: median / p99",
@@ -102,7 +108,9 @@ def test_smoke_run_reports_every_metric(tmp_path: Path) -> None:
             assert rows[section, metric]["value"] is not None, metric
     assert any(s == "memory" and rows[s, m]["value"] is not None for s, m in rows)
     assert rows["conversation", "sqlite: saturated updates/s"]["ratio"] is not None
-    assert rows["reminders and broadcast", "not built yet"]["note"] == "not built yet"
+    # every reminder that fell due was claimed and sent once, to its citizen, with buttons
+    assert rows["reminders and broadcast", "reminders wrong / lost"]["pass"] is True
+    assert results["reminders"]["rows"] == {"sent": results["reminders"]["reminders"]}
 
     # the hot queries' plans were read from the seeded database
     plans = results["query_plans"]["growth-sqlite-200"]

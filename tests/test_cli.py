@@ -37,6 +37,7 @@ def test_chat_through_stdin_completes_a_procedure(tmp_path: Path) -> None:
     shutil.copytree(FIXTURE, procs / "tiny_permit")
     sample = yaml.safe_load((FIXTURE / "samples" / "basic.yaml").read_text(encoding="utf-8"))
     lines = [
+        "1",  # button 1 under the consent notice (flows/privacy.py): "Đồng ý"
         "1",  # button 1: "Chó"
         sample["owner_name"],
         "khong biet",  # not a date: refused, asked again
@@ -78,7 +79,7 @@ def test_chat_resumes_after_restart(tmp_path: Path) -> None:
     first = motcua(
         ["chat", "--user", "u", "--procedure", "tiny_permit"],
         cwd=tmp_path,
-        stdin="1\nLê Văn Tám\n",
+        stdin="1\n1\nLê Văn Tám\n",  # "Đồng ý" (the consent notice), "Chó", the name
         env=env,
     )
     assert first.returncode == 0, first.stderr
@@ -130,10 +131,10 @@ def test_settings_from_dotenv_file(tmp_path: Path) -> None:
 
 
 def test_questions_lists_unknown_messages_redacted(tmp_path: Path) -> None:
-    for _ in range(2):
-        chat = motcua(
-            ["chat", "--user", "q"], cwd=tmp_path, stdin="cai may giat bi hong sdt 0912345678\n"
-        )
+    unknown = "cai may giat bi hong sdt 0912345678\n"
+    # before consent nothing is recorded; asking for an officer and "Đồng ý" (button 1) is it
+    for stdin in (unknown + "gap can bo\n1\n" + unknown, unknown):
+        chat = motcua(["chat", "--user", "q"], cwd=tmp_path, stdin=stdin)
         assert chat.returncode == 0, chat.stderr
     result = motcua(["questions"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr

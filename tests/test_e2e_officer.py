@@ -66,6 +66,9 @@ class Scene:
         earlier); the officer part below goes through Telegram."""
         sender = Sender("telegram", str(user.user_id), user.first_name, user.username or "")
         last = self.svc.handle(Inbound(sender, Command("start", XN)))
+        # first contact: the consent notice (flows/privacy.py); "Đồng ý" starts the form
+        agree = next(b.data for r in last.replies for row in r.buttons for b in row)
+        last = self.svc.handle(Inbound(sender, Press(agree)))
         for kind, value in actions(sample(**changes)):
             if kind == "text":
                 last = self.svc.handle(Inbound(sender, Text(value)))
@@ -332,6 +335,10 @@ async def test_motcua_run_with_officer_settings(tmp_path: Path) -> None:
         try:
             lan = api.user(5001, "Lan")
             await lan.send_command("/canbo")
+            # first contact: the consent notice (flows/privacy.py); "Đồng ý" asks the officer
+            [notice] = await lan.replies(1, timeout=30)
+            assert "/xoadulieu" in notice.text and group.history() == []
+            await lan.press(next(d for row in notice.buttons for x, d in row if "Đồng ý" in x))
             got = await lan.replies(2, timeout=30)
             assert "Đã báo cho cán bộ" in got[0].text
             [card] = await group.replies(1, timeout=15)
@@ -340,6 +347,18 @@ async def test_motcua_run_with_officer_settings(tmp_path: Path) -> None:
             await group.press(ha, "o.c.1", card.message_id)
             joined = await lan.replies(1, timeout=15)
             assert "Cán bộ Hà" in joined[0].text
+            await group.replies(1, timeout=15)  # "claimed" note
+            # the citizen erases their data: the office is told, the card loses its data
+            await lan.send_command("/xoadulieu")
+            [ask] = await lan.replies(1, timeout=15)
+            await lan.press(next(d for row in ask.buttons for x, d in row if "xóa hết" in x))
+            [done] = await lan.replies(1, timeout=15)
+            assert "Đã xóa toàn bộ dữ liệu" in done.text and "báo cho cán bộ" in done.text
+            [note] = await group.replies(1, timeout=15)
+            assert "#1" in note.text and "đã xóa toàn bộ dữ liệu" in note.text
+            assert "Lan" not in note.text
+            await until(lambda: "đã xóa" in api.message(-100555, card.message_id)["text"])
+            assert "Lan" not in api.message(-100555, card.message_id)["text"]
         finally:
             await stop_bot(bot)
     log = (tmp_path / "bot.log").read_text(encoding="utf-8", errors="replace")

@@ -19,7 +19,7 @@ from bot.reminders import schedule
 from bot.telegram import build_application, start, stop
 from flows.reminders import ReminderConfig, Reminders
 from flows.service import ConversationService
-from flows.types import Command, Inbound, Sender
+from flows.types import Command, Inbound, Press, Sender
 from procedures.loader import load_catalog
 from storage import reminders as rows
 from storage.store import Store
@@ -79,6 +79,8 @@ async def running(s: Scene) -> AsyncIterator[Application]:
 
 async def begin(user: FakeUser) -> None:
     await user.send_command("/start", XN)
+    [notice] = await user.replies(1)  # first contact: the consent notice (flows/privacy.py)
+    await user.press(next(d for row in notice.buttons for label, d in row if "Đồng ý" in label))
     await user.replies(1)
     await user.wait_quiet(0.2)
 
@@ -174,7 +176,10 @@ async def test_many_due_at_once_are_paced_within_telegram_limits() -> None:
     async with scene() as s, running(s):
         users = [s.api.user(6000 + n, f"P{n}") for n in range(40)]
         for user in users:  # drafts started earlier (no messages through Telegram now)
-            s.svc.handle(Inbound(Sender("telegram", str(user.user_id)), Command("start", XN)))
+            sender = Sender("telegram", str(user.user_id))
+            notice = s.svc.handle(Inbound(sender, Command("start", XN)))  # the consent notice
+            agree = next(b.data for r in notice.replies for row in r.buttons for b in row)
+            s.svc.handle(Inbound(sender, Press(agree)))
         other = next(p.id for p in CATALOG.ordered() if p.id != XN)
         s.svc.handle(Inbound(Sender("telegram", str(users[0].user_id)), Command("start", other)))
         s.api.fail_next("sendMessage", status=429, retry_after=1)  # once: waited and retried
@@ -202,3 +207,192 @@ async def test_pacer_spaces_sends() -> None:
         await pacer.wait(chat)
     # 1 and 2 go 0.04 s apart; 1 again waits for its second; the group, then 3 s later
     assert [round(x, 2) for x in slept] == [0.04, 0.96, 0.04, 3.0]
+
+
+# ----------------------------------------------------------------------------- call-backs,
+# appointments and the validity of a result, with the officer desk
+
+
+@contextlib.asynccontextmanager
+async def desk_scene(config: ReminderConfig | None = None):
+    """tests/test_e2e_officer.py's two communes (Bắc Ruộng a forum) plus the reminders
+    ticker; draft reminders pushed out of the way."""
+    from flows.officer import OfficerDesk
+    from tests.test_e2e_officer import Scene as OfficerScene
+    from tests.test_officer import BINH, GROUP_A, GROUP_B, HA, STRANGER, TU, directory
+
+    async with FakeBotAPI(token=TOKEN) as api:
+        group_a = api.group(GROUP_A, "Cán bộ Bắc Ruộng", forum=True)
+        group_b = api.group(GROUP_B, "Cán bộ Ba Đình")
+        with make_store("sqlite") as store:
+            clock = Clock()  # Friday 27/11/2026, 09:00 in Viet Nam
+            reminders = Reminders(
+                store, CATALOG, config=config or ReminderConfig(draft_hours=(1000.0,))
+            )
+            desk = OfficerDesk(directory(), CATALOG, reannounce_minutes=30)
+            svc = ConversationService(
+                store, CATALOG, clock=clock, officers=desk, reminders=reminders
+            )
+            app = build_application(
+                svc, api.token, api.base_url, api.base_file_url, groups=desk.groups()
+            )
+            schedule(app, reminders, TICK, clock=clock, first=TICK)
+            await start(app, poll_timeout=1)
+            try:
+                yield OfficerScene(
+                    api,
+                    svc,
+                    store,
+                    clock,
+                    group_a,
+                    group_b,
+                    api.user(int(HA), "Hà", username="ha_cb"),
+                    api.user(int(TU), "Tú", username="tu_cb"),
+                    api.user(int(BINH), "Bình"),
+                    api.user(int(STRANGER), "Mallory"),
+                )
+            finally:
+                await stop(app)
+
+
+def at(y: int, m: int, d: int, h: int, mi: int = 0) -> dt.datetime:
+    return dt.datetime(y, m, d, h, mi, tzinfo=VN).astimezone(dt.UTC)
+
+
+async def expect(user: FakeUser, fragment: str):
+    """The next bot message to `user` containing `fragment` (messages before it skipped)."""
+    for _ in range(10):
+        for m in await user.replies(1, timeout=15):
+            if fragment in m.text:
+                return m
+    raise AssertionError(f"no message with {fragment!r}")
+
+
+async def until(predicate, timeout: float = 15.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+async def call_back_on_monday(s, lan: FakeUser) -> None:
+    """Lan asks for an officer, then a call-back 07:30-11:30 Monday 30/11."""
+    from tests.test_e2e_officer import ask_officer
+
+    await ask_officer(s, lan)
+    await lan.press("c.1.cb")
+    await expect(lan, "số điện thoại")
+    await lan.send_text("0912 345 678")
+    slots = await expect(lan, "giờ")
+    monday = next(d for d in slots.data() if d.endswith(".s2611300730"))
+    await lan.press(monday)
+    noted = await expect(lan, "Đã ghi lại")
+    assert "07:30–11:30 thứ hai 30/11" in noted.text
+    await lan.wait_quiet(0.2)
+
+
+async def test_call_back_reminders_through_telegram() -> None:
+    async with desk_scene() as s:
+        lan = s.api.user(5001, "Lan", username="lan_hn")
+        await call_back_on_monday(s, lan)
+        card = s.case().group_message_id
+        await s.group_a.press(s.ha, "o.c.1", card)  # Hà owns the case from now on
+        await expect(lan, "Cán bộ Hà")
+
+        s.clock.now = at(2026, 11, 29, 7, 29)
+        await nothing_more(lan)
+        s.clock.now = at(2026, 11, 29, 7, 30)  # the day before
+        (day_before,) = await lan.replies(1)
+        assert "sẽ gọi cho bạn số 0912345678, khoảng 07:30–11:30 thứ hai 30/11" in day_before.text
+        assert "/tatnhac" in day_before.text
+        assert await s.ha.wait_quiet(0.2) == []
+
+        s.clock.now = at(2026, 11, 30, 6, 30)  # an hour before is inside the quiet hours
+        await nothing_more(lan)
+        assert await s.ha.wait_quiet(0.2) == []
+        s.clock.now = at(2026, 11, 30, 7, 0)  # their end, still before the slot
+        (hour_before,) = await lan.replies(1)
+        assert "Còn khoảng 30 phút nữa" in hour_before.text  # sent though Hà owns the case
+        (officer,) = await s.ha.replies(1)
+        assert "#1: còn 30 phút đến giờ gọi lại" in officer.text and "0912345678" in officer.text
+        assert officer.data() == ["o.v.1"]
+        s.clock.advance(days=3)
+        await nothing_more(lan)
+        assert s.api.violations == []
+
+
+async def test_call_back_done_or_unclaimed_through_telegram() -> None:
+    async with desk_scene() as s:
+        lan = s.api.user(5001, "Lan", username="lan_hn")
+        await call_back_on_monday(s, lan)
+        [topic] = s.group_a.topics
+        # nobody claimed it: the officers' reminder goes to the case's topic
+        s.clock.now = at(2026, 11, 30, 7, 0)
+        (hour_before,) = await lan.replies(1)  # the day-before one, due too, is superseded
+        assert "Còn khoảng 30 phút nữa" in hour_before.text
+        await until(lambda: reminded(s.group_a.in_topic(topic)))
+        (note,) = reminded(s.group_a.in_topic(topic))
+        assert "Chưa có cán bộ nào nhận" in note.text and note.data() == ["o.v.1"]
+
+    async with desk_scene() as s:
+        lan = s.api.user(5001, "Lan", username="lan_hn")
+        await call_back_on_monday(s, lan)
+        await s.group_a.press(s.tu, "o.d.1", s.case().group_message_id)  # called already
+        await expect(lan, "đã ghi nhận cuộc gọi lại")
+        await lan.wait_quiet(0.2)
+        s.clock.now = at(2026, 11, 30, 7, 0)  # the day-before one was due too: all void
+        await nothing_more(lan, 0.5)
+        await s.group_a.wait_quiet(0.5)
+        assert reminded(s.group_a.history()) == []
+        assert s.api.violations == []
+
+
+def reminded(messages) -> list:
+    return [m for m in messages if "#1: còn 30 phút đến giờ gọi lại" in m.text]
+
+
+async def test_validity_reminder_only_when_not_used_yet_through_telegram() -> None:
+    from flows.types import Press, Text
+    from tests.test_officer import actions, sample
+
+    async with scene(ReminderConfig(draft_hours=(1000.0,))) as s, running(s):
+        people = [s.api.user(5101, "Giang"), s.api.user(5102, "Hải")]
+        for person in people:  # the form answered earlier (through the service)
+            sender = Sender("telegram", str(person.user_id))
+            last = s.svc.handle(Inbound(sender, Command("start", XN)))
+            # first contact: the consent notice (flows/privacy.py); "Đồng ý" starts the form
+            agree = next(b.data for r in last.replies for row in r.buttons for b in row)
+            last = s.svc.handle(Inbound(sender, Press(agree)))
+            for kind, value in actions(sample()):
+                if kind == "text":
+                    last = s.svc.handle(Inbound(sender, Text(value)))
+                else:
+                    data = next(
+                        b.data
+                        for r in reversed(last.replies)
+                        for row in r.buttons
+                        for b in row
+                        if b.data.split(".", 2)[-1] == value
+                    )
+                    last = s.svc.handle(Inbound(sender, Press(data)))
+            await person.send_text("000.00.12.H01-261127-0001")
+            await person.replies(1)
+            await person.wait_quiet(0.2)
+        s.clock.now = dt.datetime(2026, 12, 2, 17, 0, tzinfo=VN).astimezone(dt.UTC)
+        for person, answer in zip(people, ("unused", "used"), strict=True):
+            (result,) = await person.replies(1)
+            assert "đã qua thời gian giải quyết" in result.text
+            got = next(d for d in result.data() if d.startswith("rm.got."))
+            await person.press(got)
+            (question,) = await person.replies(1)
+            assert "Bạn đã dùng giấy này chưa?" in question.text
+            await person.press(next(d for d in question.data() if d.startswith(f"rm.{answer}.")))
+            (noted,) = await person.replies(1)
+            assert ("nhắc bạn ngày 13/05/2027" in noted.text) == (answer == "unused")
+        s.clock.now = dt.datetime(2027, 5, 13, 9, 0, tzinfo=VN).astimezone(dt.UTC)
+        (expiring,) = await people[0].replies(1)
+        assert "hết hạn không sớm hơn ngày 27/05/2027" in expiring.text
+        assert expiring.data()[0].startswith("rm.used.")
+        await nothing_more(people[1], 0.5)  # used already: nothing
+        assert s.api.violations == []

@@ -49,6 +49,16 @@ def start_bot(api: FakeBotAPI, db_path: Path, log_path: Path) -> subprocess.Pope
     )
 
 
+async def start_with_consent(user, proc_id: str) -> list:
+    """A deep link on first contact: the consent notice (flows/privacy.py) comes first;
+    "Đồng ý" starts the procedure. Returns the procedure's first messages."""
+    await user.send_command("/start", arg=proc_id)
+    [notice] = await user.replies(1, timeout=30)
+    assert "/xoadulieu" in notice.text
+    await user.press(next(d for row in notice.buttons for label, d in row if "Đồng ý" in label))
+    return await user.replies(2, timeout=30)
+
+
 async def stop_bot(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     """Stop the bot while the fake server (same event loop) keeps answering it."""
     if proc.poll() is None:
@@ -98,8 +108,7 @@ async def test_citizen_completes_procedure_over_telegram(tmp_path: Path, proc_id
         bot = start_bot(api, tmp_path / "motcua.db", tmp_path / "bot.log")
         try:
             user = api.user(424242, first_name="Lan")
-            await user.send_command("/start", arg=proc_id)
-            last = await user.replies(2, timeout=30)
+            last = await start_with_consent(user, proc_id)
             last += await user.wait_quiet(0.4)
             assert any("Bước 1/" in m.text for m in last)
             for action in actions:
@@ -128,8 +137,7 @@ async def test_kill_9_mid_form_loses_nothing(tmp_path: Path) -> None:
         bot = start_bot(api, tmp_path / "motcua.db", tmp_path / "bot.log")
         user = api.user(515151, first_name="Hùng")
         try:
-            await user.send_command("/start", arg=proc_id)
-            last = await user.replies(2, timeout=30)
+            last = await start_with_consent(user, proc_id)
             last += await user.wait_quiet(0.4)
             for action in actions[:half]:
                 last = await act(user, last, action)

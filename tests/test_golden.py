@@ -169,6 +169,7 @@ def note(chat: Chat, text: str) -> None:
 XN_TO_REVIEW: list[tuple[str, str]] = [
     ("cmd", "start"),
     ("send", "lam giay doc than"),
+    ("press", "Đồng ý"),  # first contact: the consent notice (flows/privacy.py)
     ("send", "vay ngan hang"),
     ("press", "Có, mức 2"),
     ("send", "ban than"),
@@ -196,6 +197,7 @@ XN_TO_REVIEW: list[tuple[str, str]] = [
 BS_SELF_TO_REVIEW: list[tuple[str, str]] = [
     ("cmd", "start"),
     ("send", "xin ban sao giay khai sinh"),
+    ("press", "Đồng ý"),
     ("press", "Bản sao giấy khai sinh"),
     ("press", "Có, mức 2"),
     ("send", "cua toi"),
@@ -246,6 +248,7 @@ def test_xntthn_happy_path(backend: str, update_golden: bool) -> None:
         assert "Xin chào" in chat.text
         assert {"Giấy xác nhận tình trạng hôn nhân", "Bản sao giấy khai sinh"} <= set(chat.labels())
         chat.send("lam giay doc than")  # the colloquial name starts the procedure
+        chat.press("Đồng ý")  # first contact: the consent notice (flows/privacy.py)
         assert "GIẤY XÁC NHẬN TÌNH TRẠNG HÔN NHÂN" in chat.text
         asked(chat, "Bạn cần Giấy xác nhận tình trạng hôn nhân để làm gì?", 1)
         chat.send("vay ngan hang")
@@ -341,6 +344,7 @@ def test_ban_sao_happy_path_mother_for_her_child(backend: str, update_golden: bo
     with open_chat(backend) as (chat, store):
         chat.cmd("start")
         chat.send("xin ban sao giay khai sinh")
+        chat.press("Đồng ý")
         assert "BẢN SAO GIẤY KHAI SINH" in chat.text
         asked(chat, "Bạn cần bản sao giấy gì?", 1)
         chat.send("khai sinh")
@@ -439,6 +443,7 @@ def test_xntthn_every_validation_error(update_golden: bool) -> None:
     with open_chat() as (chat, store):
         chat.cmd("start")
         chat.send("xin giay xac nhan doc than")
+        chat.press("Đồng ý")
         purpose_q = "Bạn cần Giấy xác nhận tình trạng hôn nhân để làm gì?"
         chat.other("sticker")
         refused(chat, "Mình chỉ đọc được chữ", purpose_q, 1)
@@ -602,6 +607,7 @@ def test_ban_sao_every_validation_error(update_golden: bool) -> None:
     with open_chat() as (chat, store):
         chat.cmd("start")
         chat.send("xin trich luc khai sinh")
+        chat.press("Đồng ý")
         doc_q = "Bạn cần bản sao giấy gì?"
         chat.send("kham benh")
         refused(chat, "Mình chưa rõ bạn chọn gì", doc_q, 1)
@@ -806,6 +812,7 @@ def test_ban_sao_back_skip_help_documents_pause(update_golden: bool) -> None:
     with open_chat() as (chat, store):
         chat.cmd("start")
         chat.send("sao luc giay khai sinh")
+        chat.press("Đồng ý")
         asked(chat, "Bạn cần bản sao giấy gì?", 1)
         chat.press("Bản sao giấy khai sinh")
         chat.press("Có, mức 2")
@@ -966,6 +973,7 @@ def test_resume_after_restart_and_two_drafts(update_golden: bool) -> None:
     with open_chat("sqlite", clock) as (chat, store):
         chat.cmd("start")
         chat.send("giay xac nhan tinh trang hon nhan")
+        chat.press("Đồng ý")
         chat.send("vay")
         chat.press("Có, mức 2")
         chat.send("ban than")
@@ -1048,6 +1056,7 @@ def test_cancel(proc: str, typed_name: str, first_answer: str, golden: str, upda
     with open_chat() as (chat, store):
         chat.cmd("start")
         chat.send(typed_name)
+        chat.press("Đồng ý")
         chat.send(first_answer)
         asked(chat, "tài khoản VNeID", 2)
         chat.cmd("huy")
@@ -1086,6 +1095,7 @@ def test_xntthn_marriage_exit_vneid_and_officer(update_golden: bool) -> None:
     with open_chat() as (chat, store):
         chat.cmd("start")
         chat.send("giay chung nhan doc than")
+        chat.press("Đồng ý")
         chat.send("dang ky ket hon o viet nam")
         text = chat.text
         assert "09/01/2025" in text and "Nghị định 07/2025/NĐ-CP" in text
@@ -1206,7 +1216,7 @@ def test_ban_sao_first_birth_exit_and_death_extract(update_golden: bool) -> None
 
 
 def _xn_at_ethnicity(chat: Chat) -> None:
-    act(chat, XN_TO_REVIEW[:8])
+    act(chat, XN_TO_REVIEW[:9])
     asked(chat, "Dân tộc của bạn?", 7)
 
 
@@ -1270,7 +1280,7 @@ def test_edit_gender_rechecks_the_id_number() -> None:
 )
 def test_typed_province_picks_among_the_communes_offered() -> None:
     with open_chat() as (chat, store):
-        act(chat, XN_TO_REVIEW[:11])
+        act(chat, XN_TO_REVIEW[:12])
         asked(chat, "Nơi thường trú của bạn ở xã/phường nào", 10)
         chat.send("xa tan phu")
         assert "Xã Tân Phú, tỉnh Tây Ninh" in chat.labels()

@@ -13,6 +13,8 @@ def test_questions_mid_form_are_answered_and_the_form_goes_on() -> None:
     with make_store("sqlite") as store:
         chat = Chat(ConversationService(store, load_catalog(), clock=Clock(), raise_errors=True))
         chat.send("toi muon lam giay doc than de vay ngan hang")
+        assert "✅ Đồng ý" in chat.labels()  # first contact: the consent notice (flows/privacy.py)
+        chat.press("Đồng ý")
         assert "Bước 1/" in chat.text
         chat.press("Vay vốn ngân hàng")
         chat.press("Có, mức 2")
@@ -41,6 +43,14 @@ def test_questions_mid_form_are_answered_and_the_form_goes_on() -> None:
 def test_unknown_messages_at_the_menu_are_recorded_redacted() -> None:
     with make_store("sqlite") as store:
         chat = Chat(ConversationService(store, load_catalog(), clock=Clock(), raise_errors=True))
+        chat.send("cai may giat bi hong")
+        assert chat.text and chat.labels()
+        with store.unit_of_work() as uow:  # before consent nothing is recorded
+            assert uow.facts(kind="UnknownMessage") == []
+        chat.send("toi muon lam giay doc than")
+        chat.press("Đồng ý")
+        chat.cmd("huy")
+        chat.press("Có, hủy hồ sơ")
         chat.send("cai may giat bi hong, sdt 0912345678, cccd 060090012345")
         assert chat.text and chat.labels()
         with store.unit_of_work() as uow:

@@ -9,6 +9,7 @@ Citizens and officers are senders on channel "telegram"; an officer's group mess
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -234,6 +235,7 @@ def sample(**changes) -> dict:
 def fill(world: World, person: Person, answers: dict, until: str | None = None) -> None:
     """Play the answers through the service until `until` is answered (all: the PDF)."""
     person.cmd("start", XN)
+    person.press_label("Đồng ý")  # the consent notice (flows/privacy.py)
     for kind, value in actions(answers):
         if kind == "text":
             person.send(value)
@@ -300,6 +302,7 @@ def test_reasons_three_failures_account_and_review() -> None:
 
         hung = Person(w, "5002", "Hùng", "")
         hung.cmd("start", XN)
+        hung.press_label("Đồng ý")
         hung.press_label("Vay vốn")
         hung.press_label("Chưa có")
         hung.press_label("Nhờ cán bộ hướng dẫn")
@@ -636,12 +639,19 @@ def test_a_case_erased_by_its_citizen_is_gone_for_officers() -> None:
     with desk_service() as w:
         lan = citizen_mid_form(w)
         lan.cmd("xoadulieu")
-        lan.press_label("Có, xóa hết")
+        erased = lan.press_label("Có, xóa hết")
         assert w.case() is None
+        # the office is told (flows/privacy.py), with no personal data in the message
+        [note] = [d for d in erased.deliveries if d.edit_message_id is None]
+        assert "#1" in note.reply.text and "đã xóa toàn bộ dữ liệu" in note.reply.text
+        assert "Lan" not in note.reply.text and not re.search(r"\d{4,}", note.reply.text)
+        assert "đã báo cho cán bộ xã" in erased.replies[0].text
         ha = Officer(w, HA, "Hà")
         assert "không còn nữa" in ha.press("o.c.1").notice
         assert "không còn nữa" in ha.press("o.v.1").notice
-        assert [a.action for a in w.audit()] == []
+        assert [(a.actor, a.action, a.details) for a in w.audit()] == [
+            ("citizen", "erase", {"cases": [1]})
+        ]
 
 
 def test_officer_private_commands() -> None:
@@ -786,6 +796,7 @@ def test_stats_figures_and_chart() -> None:
         # one that does not need the certificate (an exit)
         kim = Person(w, "5003", "Kim", "")
         kim.cmd("start", XN)
+        kim.press_label("Đồng ý")
         kim.press_label("Đăng ký kết hôn ở Việt Nam")
         # one stopped at the birth date, two days ago
         tam = Person(w, "5004", "Tâm", "")

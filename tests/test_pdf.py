@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import subprocess
@@ -12,7 +13,15 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from flows.pdf import font_paths, pdf_text, render_pdf
+from flows.pdf import (
+    FONT_FAMILY,
+    _Declaration,
+    _font_templates,
+    _render,
+    font_paths,
+    pdf_text,
+    render_pdf,
+)
 
 LONG_ADDRESS = (
     "Thôn 3, xã Bắc Ruộng, tỉnh Lâm Đồng; hiện đang làm việc tại Khu công nghiệp Sóng Thần, "
@@ -207,3 +216,65 @@ def test_embedded_font_is_dejavu(declaration_pdf: bytes) -> None:
     fonts = reader.pages[0]["/Resources"]["/Font"]
     names = {str(font.get_object()["/BaseFont"]) for font in fonts.values()}
     assert names and all("DejaVuSans" in name for name in names)
+
+
+class _AddFontEveryTime(_Declaration):
+    """fpdf2's own way: parse the TTF files for this document (what render_pdf did before
+    the fonts were parsed once per process)."""
+
+    def add_fonts(self) -> None:
+        for style, path in font_paths().items():
+            self.add_font(FONT_FAMILY, style, str(path))
+
+
+def _bytes_with(document: _Declaration, markup: str) -> bytes:
+    document.set_creation_date(dt.datetime(2026, 5, 20, 8, 0, tzinfo=dt.UTC))
+    return _render(document, markup, title="Tờ khai", author="motcua")
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        DECLARATION,
+        "\n".join(f"- Dòng số {i}: Nguyễn Văn Hưởng {i}" for i in range(200)),
+        "## Ωμέγα Привет ✓ ₫\n~ ghi chú nghiêng\n- Họ tên:",
+        "## ₫ № ™ → ☐ ✓ «x» – “y” …\n~ Ghi chú: Đặng Thị Ỷ\n- Số: ① ②",
+    ],
+)
+def test_fonts_parsed_once_give_the_same_bytes_as_add_font(markup: str) -> None:
+    reference = _bytes_with(_AddFontEveryTime(), markup)
+    # Twice, with another document in between: nothing of one document leaks into the next.
+    first = _bytes_with(_Declaration(), markup)
+    render_pdf("# A\n- B: ữ")
+    second = _bytes_with(_Declaration(), markup)
+    assert first == reference
+    assert second == reference
+
+
+def test_documents_share_the_parsed_widths_not_the_font_objects() -> None:
+    one, two = _Declaration(), _Declaration()
+    assert set(one.fonts) == set(two.fonts) == {"dejavusans", "dejavusansB", "dejavusansI"}
+    for doc, text in ((one, "# A\n~ b\nc"), (two, "# Ω\n~ d\ne")):
+        _render(doc, text, title="", author="")
+    for key in one.fonts:
+        template = _font_templates()[key.removeprefix("dejavusans")]
+        assert one.fonts[key].cw is two.fonts[key].cw is template.font.cw  # parsed once
+        assert one.fonts[key].subset is not two.fonts[key].subset
+        assert one.fonts[key].desc is not two.fonts[key].desc
+        # Each document's subsetter cut its own fontTools object: the first document drew
+        # common letters only (the small cut), the second an Omega in bold (whole font).
+        assert one.fonts[key].ttfont is not two.fonts[key].ttfont
+    assert len(one.fonts["dejavusansB"].ttfont.getGlyphOrder()) < 10
+    assert "Omega" in two.fonts["dejavusansB"].ttfont.getGlyphOrder()
+
+
+def test_documents_rendered_at_once_in_threads_are_all_right() -> None:
+    """The bot renders declarations in worker threads: the shared parsed fonts must not
+    leak one document's glyphs into another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    markups = [DECLARATION, "## Ωμέγα Nguyễn\n- Họ tên: Привет", "# A\n- B: ữ"] * 4
+    expected = [_bytes_with(_AddFontEveryTime(), m) for m in markups]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda m: _bytes_with(_Declaration(), m), markups))
+    assert got == expected

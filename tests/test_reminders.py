@@ -12,16 +12,21 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flows.reminders import (
+    APPOINTMENT,
+    CALLBACK,
     DRAFT,
     RESULT,
+    VALIDITY,
     ReminderConfig,
     Reminders,
+    add_months,
     add_working_days,
     after_quiet,
     in_quiet,
     load_holidays,
 )
 from flows.service import ConversationService
+from flows.types import Delivery
 from procedures.loader import load_catalog
 from storage import reminders as rows
 from storage.store import Store
@@ -66,6 +71,7 @@ class World:
 
 def start_draft(chat: Chat) -> None:
     chat.cmd("start", XN)  # the draft exists from here on
+    chat.press("Đồng ý")  # the consent notice (flows/privacy.py)
 
 
 def act(chat: Chat, action: tuple[str, str]) -> None:
@@ -282,6 +288,7 @@ def test_result_check_after_processing_days(store: Store) -> None:
     w = World(store)
     chat = w.chat()
     chat.cmd("start", XN)
+    chat.press("Đồng ý")
     for action in actions(sample()):
         act(chat, action)
     chat.send("000.00.12.H01-261127-0001")  # Friday 27/11/2026, 09:00
@@ -363,3 +370,358 @@ def test_cli_lists_planned_and_due_reminders(tmp_path) -> None:
     assert lines[0].startswith("DUE ") and " draft  #1 " in lines[0]
     assert not lines[1].startswith("DUE") and " draft  #2 " in lines[1]
     assert lines[-1] == "motcua: 2 reminders listed, 1 due now"
+
+
+# ----------------------------------------------------------------------------- call-backs,
+# appointments (the officer desk plans them) and the validity of a result
+
+
+class Desk:
+    """The service with the officer desk (tests/test_officer.py's two communes) and
+    reminders; draft reminders pushed out of the way."""
+
+    def __init__(self, store: Store, config: ReminderConfig | None = None) -> None:
+        from flows.officer import OfficerDesk
+        from tests.test_officer import World as OfficerWorld
+        from tests.test_officer import directory
+
+        self.store = store
+        self.clock = Clock()  # Friday 27/11/2026, 09:00 in Viet Nam
+        self.reminders = Reminders(
+            store, CATALOG, config=config or ReminderConfig(draft_hours=(1000.0,))
+        )
+        desk = OfficerDesk(directory(), CATALOG, reannounce_minutes=30)
+        svc = ConversationService(
+            store,
+            CATALOG,
+            clock=self.clock,
+            raise_errors=True,
+            officers=desk,
+            reminders=self.reminders,
+        )
+        self.w = OfficerWorld(svc, store, self.clock)
+
+    def dispatch(self) -> list[Delivery]:
+        return self.reminders.dispatch(self.clock())
+
+    def rows(self, kinds=(CALLBACK, APPOINTMENT), **filters):
+        with self.store.unit_of_work() as uow:
+            return rows.reminders(uow, kinds=kinds, **filters)
+
+
+def with_callback(d: Desk, slot: int = 1):
+    """A citizen mid-form asks for an officer and a call-back on the `slot`-th offered slot
+    (1: 07:30-11:30 Monday 30/11)."""
+    from tests.test_officer import citizen_mid_form
+
+    lan = citizen_mid_form(d.w)
+    lan.press_token("cb")
+    lan.send("0912 345 678")
+    slots = [b for r in lan.out.replies for row in r.buttons for b in row if ".s" in b.data]
+    lan.press(slots[slot].data)
+    return lan
+
+
+def test_call_back_reminds_citizen_day_before_and_hour_before_and_the_owner(
+    store: Store,
+) -> None:
+    from tests.test_officer import GROUP_A, TU, Officer
+
+    d = Desk(store)
+    with_callback(d)
+    planned = d.rows(statuses=["planned"])
+    monday = local(2026, 11, 30, 7, 30)
+    assert [(r.kind, r.audience, r.seq, r.due_at) for r in planned] == [
+        (CALLBACK, "citizen", 1, monday - 24 * H),
+        (CALLBACK, "citizen", 2, monday - H),
+        (CALLBACK, "officer", 1, monday - H),
+    ]
+    d.clock.now = monday - 24 * H - dt.timedelta(minutes=1)
+    assert d.dispatch() == []
+    d.clock.now = monday - 24 * H  # Sunday 07:30
+    (day_before,) = d.dispatch()
+    assert day_before.target.chat_id == "5001"
+    assert "sẽ gọi cho bạn số 0912345678, khoảng 07:30–11:30 thứ hai 30/11" in day_before.reply.text
+    assert "/tatnhac" in day_before.reply.text  # the first reminder says how to stop them
+    short = d.w.draft_of("5001").short_id
+    assert day_before.reply.buttons[0][0].data == f"rm.callback.{short}"
+
+    # Tú claims the case: these reminders are the officers' own plan and still go
+    d.clock.now = local(2026, 11, 29, 10, 0)
+    Officer(d.w, TU, "Tú").press("o.c.1")
+    # 06:30 is inside the quiet hours: both move to 07:00, still before the slot
+    d.clock.now = monday - H
+    assert d.dispatch() == []
+    assert {(r.note, r.due_at) for r in d.rows(statuses=["planned"])} == {
+        ("quiet", local(2026, 11, 30, 7, 0))
+    }
+    d.clock.now = local(2026, 11, 30, 7, 0)
+    sent = d.dispatch()
+    to_citizen = [x for x in sent if x.target.chat_id == "5001"]
+    to_officer = [x for x in sent if x.target.chat_id == TU]
+    assert len(sent) == 2 and len(to_citizen) == 1 and len(to_officer) == 1
+    assert "Còn khoảng 30 phút nữa" in to_citizen[0].reply.text
+    assert "/tatnhac" not in to_citizen[0].reply.text
+    officer = to_officer[0]
+    assert "#1: còn 30 phút đến giờ gọi lại" in officer.reply.text
+    assert "0912345678" in officer.reply.text and "Chưa có cán bộ" not in officer.reply.text
+    assert officer.reply.buttons[0][0].data == "o.v.1"
+    # if Tú never opened a private chat with the bot, the group's topic gets it instead
+    assert officer.fallback.target.chat_id == str(GROUP_A)
+    assert d.dispatch() == [] and d.rows(statuses=["planned"]) == []
+
+
+def test_nobody_claimed_the_officer_reminder_goes_to_the_group(store: Store) -> None:
+    from tests.test_officer import GROUP_A
+
+    d = Desk(store)
+    with_callback(d)
+    d.clock.now = local(2026, 11, 30, 7, 0)
+    sent = d.dispatch()
+    (group,) = [x for x in sent if x.target.chat_id == str(GROUP_A)]
+    assert "Chưa có cán bộ nào nhận yêu cầu này" in group.reply.text
+    assert group.reply_to_id == d.w.case().group_message_id  # under the case's card
+    assert not hasattr(group, "fallback")
+
+
+def test_call_back_done_or_case_closed_voids_its_reminders(store: Store) -> None:
+    from tests.test_officer import HA, Officer
+
+    d = Desk(store)
+    with_callback(d)
+    Officer(d.w, HA, "Hà").press("o.d.1")  # called back already
+    assert {r.note for r in d.rows(statuses=["cancelled"])} == {"done"}
+    assert d.rows(statuses=["planned"]) == []
+
+    other = Desk(store)  # a second citizen on the same database
+    from tests.test_officer import Person
+
+    lan = Person(other.w, "5002")
+    lan.cmd("start")
+    lan.press_label("Gặp cán bộ")
+    lan.press_token("cb")
+    lan.send("0987 654 321")
+    slots = [b for r in lan.out.replies for row in r.buttons for b in row if ".s" in b.data]
+    lan.press(slots[1].data)
+    (case,) = [c for c in _cases(store) if c.callback_phone == "0987654321"]
+    assert len(other.rows(handoff_id=case.id, statuses=["planned"])) == 3
+    Officer(other.w, HA, "Hà").press(f"o.x.{case.id}")  # closed without calling
+    assert {r.note for r in other.rows(handoff_id=case.id)} == {"closed"}
+    other.clock.now = local(2026, 11, 30, 7, 0)
+    assert other.dispatch() == []
+
+
+def _cases(store: Store):
+    with store.unit_of_work() as uow:
+        return uow.handoffs()
+
+
+def test_hour_before_inside_quiet_hours_is_dropped_when_too_late(store: Store) -> None:
+    d = Desk(store, ReminderConfig(draft_hours=(1000.0,), quiet_end=8))  # quiet 21:00-08:00
+    with_callback(d)
+    d.clock.now = local(2026, 11, 29, 7, 30)  # Sunday 07:30, quiet: moved to 08:00
+    assert d.dispatch() == []
+    d.clock.now = local(2026, 11, 29, 8, 0)
+    assert len(d.dispatch()) == 1
+    d.clock.now = local(2026, 11, 30, 6, 30)  # the end of quiet hours, 08:00, is too late
+    assert d.dispatch() == []
+    assert {r.note for r in d.rows(statuses=["cancelled"])} == {"quiet_late"}
+    assert [r.note for r in d.rows(statuses=["sent"])] == [""]  # the day-before one
+
+
+def test_a_citizen_who_stopped_reminders_or_blocked_the_bot_still_gets_the_officer_told(
+    store: Store,
+) -> None:
+    from tests.test_officer import GROUP_A
+
+    d = Desk(store)
+    lan = with_callback(d)
+    lan.cmd("tatnhac")
+    d.reminders.unreachable("telegram", "5001", d.clock())
+    assert [(r.audience, r.status) for r in d.rows()] == [
+        ("citizen", "cancelled"),
+        ("citizen", "cancelled"),
+        ("officer", "planned"),
+    ]
+    d.clock.now = local(2026, 11, 30, 7, 0)
+    (sent,) = d.dispatch()
+    assert sent.target.chat_id == str(GROUP_A)
+
+
+def test_appointment_with_hen(store: Store) -> None:
+    from tests.test_officer import HA, TU, Officer, citizen_mid_form
+
+    d = Desk(store)
+    lan = citizen_mid_form(d.w)
+    ha, tu = Officer(d.w, HA, "Hà"), Officer(d.w, TU, "Tú")
+    out = ha.cmd("hen", "30/11 9:00")  # nobody owns the case yet: claim first
+    assert out.replies and d.rows() == []
+    ha.press("o.c.1")
+    tu_out = tu.cmd("hen", "30/11 9:00")  # not the owner
+    assert "Hà" in tu_out.replies[0].text and d.rows() == []
+    assert "Cách hẹn" in ha.cmd("hen", "mai nhé").replies[0].text
+    assert "Cách hẹn" in ha.cmd("hen", "26/11 9:00").replies[0].text  # yesterday
+    closed = ha.cmd("hen", "29/11 9:00").replies[0].text  # a Sunday
+    assert "ngoài giờ làm việc" in closed and d.rows() == []
+
+    out = ha.cmd("hen", "30/11 9:00")
+    assert "Đã hẹn người dân của yêu cầu #1 đến xã lúc 09:00 thứ hai 30/11" in out.replies[0].text
+    told = [x.reply.text for x in out.deliveries if x.target.chat_id == "5001"]
+    assert told and "Cán bộ Hà (UBND xã Bắc Ruộng) hẹn bạn" in told[0]
+    assert "Thôn 1, xã Bắc Ruộng" in told[0] and "0263 3880 000" in told[0]
+    visit = local(2026, 11, 30, 9, 0)
+    assert [(r.audience, r.seq, r.due_at) for r in d.rows(statuses=["planned"])] == [
+        ("citizen", 1, visit - 24 * H),
+        ("citizen", 2, visit - H),
+        ("officer", 1, visit - H),
+    ]
+    assert [a.action for a in d.w.audit(1)][-1] == "appointment"
+    assert "at" in d.w.audit(1)[-1].details  # a time, no personal data
+
+    # moved: the old rows are void, the new ones planned
+    ha.cmd("hen", "1/12 14:00")
+    assert {r.note for r in d.rows(statuses=["cancelled"])} == {"replanned"}
+    visit = local(2026, 12, 1, 14, 0)
+    # the officer gives the conversation back to the bot: the visit stays planned
+    ha.cmd("trave")
+    assert d.w.case().status == "closed"
+    assert len(d.rows(statuses=["planned"])) == 3
+    d.clock.now = visit - 24 * H
+    (day_before,) = d.dispatch()
+    assert "bạn có hẹn tại UBND xã Bắc Ruộng lúc 14:00 thứ ba 01/12" in day_before.reply.text
+    d.clock.now = visit - H
+    sent = d.dispatch()
+    assert sorted(x.target.chat_id for x in sent) == sorted(["5001", HA])
+    (officer,) = [x for x in sent if x.target.chat_id == HA]
+    assert "#1: còn 1 giờ đến lịch hẹn người dân" in officer.reply.text
+    assert lan  # the citizen took no part in the planning
+
+
+def test_appointment_cancelled_with_hen_huy(store: Store) -> None:
+    from tests.test_officer import HA, Officer, citizen_mid_form
+
+    d = Desk(store)
+    citizen_mid_form(d.w)
+    ha = Officer(d.w, HA, "Hà")
+    ha.press("o.c.1")
+    assert "không có lịch hẹn" in ha.cmd("hen", "huy").replies[0].text
+    ha.cmd("hen", "30/11 9:00")
+    out = ha.cmd("hen", "hủy")
+    assert "Đã hủy lịch hẹn 09:00 thứ hai 30/11 của yêu cầu #1" in out.replies[0].text
+    told = [x.reply.text for x in out.deliveries if x.target.chat_id == "5001"]
+    assert told and "đã hủy lịch hẹn lúc 09:00 thứ hai 30/11" in told[0]
+    assert d.rows(statuses=["planned"]) == []
+    d.clock.now = local(2026, 11, 30, 8, 0)
+    assert d.dispatch() == []
+
+
+def submitted(w: World, chat: Chat) -> str:
+    """A marital-status draft submitted with a dossier code on Friday 27/11/2026."""
+    chat.cmd("start", XN)
+    chat.press("Đồng ý")
+    for action in actions(sample()):
+        act(chat, action)
+    chat.send("000.00.12.H01-261127-0001")
+    with w.store.unit_of_work() as uow:
+        return uow.drafts_of(w.citizen_id())[0].short_id
+
+
+def test_validity_reminder_only_when_the_result_is_not_used_yet(store: Store) -> None:
+    assert CATALOG.get(XN).validity_months == 6  # procedure.yaml, from TT 04/2020 art. 12.2
+    w = World(store)
+    chat = w.chat()
+    short = submitted(w, chat)
+    w.clock.now = local(2026, 12, 2, 17, 0)
+    (result,) = w.dispatch()
+    assert [b.data for row in result.reply.buttons for b in row] == [
+        f"rm.result.{short}",
+        f"rm.got.{short}",
+    ]
+    chat.press_data(f"rm.got.{short}")
+    assert "Bạn đã dùng giấy này chưa?" in chat.replies[0].text
+    assert [b.data for row in chat.replies[0].buttons for b in row] == [
+        f"rm.unused.{short}",
+        f"rm.used.{short}",
+    ]
+    chat.press_data(f"rm.unused.{short}")
+    text = chat.replies[0].text
+    assert "6 tháng kể từ ngày cấp" in text and "27/11/2026" in text
+    assert "không sớm hơn ngày 27/05/2027" in text and "nhắc bạn ngày 13/05/2027" in text
+    (row,) = w.rows(statuses=["planned"])
+    assert row.kind == VALIDITY and row.due_at == local(2027, 5, 13, 9, 0)
+    w.clock.now = local(2027, 5, 13, 8, 59)
+    assert w.dispatch() == []
+    w.clock.now = local(2027, 5, 13, 9, 0)
+    (sent,) = w.dispatch()
+    assert "hết hạn không sớm hơn ngày 27/05/2027" in sent.reply.text
+    assert "hoặc đến khi tình trạng hôn nhân thay đổi" in sent.reply.text  # the YAML's facts
+    assert sent.reply.buttons[0][0].data == f"rm.used.{short}"
+    chat.press_data(f"rm.used.{short}")
+    assert "không nhắc hạn" in chat.replies[0].text
+
+
+def test_used_result_plans_nothing_and_voids_the_validity_reminder(store: Store) -> None:
+    w = World(store)
+    chat = w.chat()
+    short = submitted(w, chat)
+    chat.press_data(f"rm.got.{short}")  # collected before the result reminder: it is void
+    assert [r.note for r in w.rows(statuses=["cancelled"]) if r.kind == RESULT] == ["collected"]
+    chat.press_data(f"rm.used.{short}")
+    assert w.rows(statuses=["planned"]) == []
+    chat.press_data(f"rm.unused.{short}")  # changed their mind: planned
+    assert [r.kind for r in w.rows(statuses=["planned"])] == [VALIDITY]
+    chat.press_data(f"rm.used.{short}")  # and used it after all: void
+    assert w.rows(statuses=["planned"]) == []
+    assert [r.note for r in w.rows(statuses=["cancelled"]) if r.kind == VALIDITY] == ["used"]
+    w.clock.advance(days=400)
+    assert w.dispatch() == []
+    # someone else's draft: a stale button, nothing revealed or planned
+    other = w.chat("1002")
+    other.cmd("start")
+    other.press_data(f"rm.unused.{short}")
+    assert w.rows(statuses=["planned"]) == []
+
+
+def test_appointment_and_validity_settings() -> None:
+    cfg = ReminderConfig.from_env(
+        {
+            "MOTCUA_REMINDER_APPOINTMENT_HOURS": "48,2",
+            "MOTCUA_REMINDER_OFFICER_MINUTES": "30",
+            "MOTCUA_REMINDER_VALIDITY_DAYS": "7",
+            "MOTCUA_REMINDER_VALIDITY_HOUR": "8",
+        }
+    )
+    assert cfg.appointment_hours == (48.0, 2.0) and cfg.officer_minutes == 30
+    assert (cfg.validity_days, cfg.validity_hour) == (7, 8)
+    for bad in (
+        {"MOTCUA_REMINDER_APPOINTMENT_HOURS": "1,24"},
+        {"MOTCUA_REMINDER_APPOINTMENT_HOURS": "0"},
+        {"MOTCUA_REMINDER_OFFICER_MINUTES": "0"},
+        {"MOTCUA_REMINDER_VALIDITY_DAYS": "x"},
+        {"MOTCUA_REMINDER_VALIDITY_HOUR": "24"},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ReminderConfig.from_env(bad)
+    assert add_months(dt.date(2026, 8, 31), 6) == dt.date(2027, 2, 28)
+    assert add_months(dt.date(2026, 11, 27), 6) == dt.date(2027, 5, 27)
+
+
+def test_appointment_dates_as_officers_type_them() -> None:
+    from flows.officer import OfficerDesk
+    from tests.test_officer import directory
+
+    desk = OfficerDesk(directory(), CATALOG)
+    commune = desk.dir.default
+    now = FIXED_NOW  # Friday 27/11/2026, 09:00
+
+    def parse(arg: str):
+        return desk._appointment_time(arg, now, commune)
+
+    assert parse("30/11 9:00") == dt.datetime(2026, 11, 30, 9, 0, tzinfo=VN)
+    assert parse("9h30 30/11/2026") == dt.datetime(2026, 11, 30, 9, 30, tzinfo=VN)
+    assert parse("14g 1-12") == dt.datetime(2026, 12, 1, 14, 0, tzinfo=VN)
+    assert parse("5/1 8:00") == dt.datetime(2027, 1, 5, 8, 0, tzinfo=VN)  # next January
+    assert parse("26/11 9:00") is None  # yesterday
+    assert parse("27/11 8:00") is None  # an hour ago
+    assert parse("31/2 9:00") is None and parse("30/11") is None and parse("9:00") is None
+    assert parse("30/11/2028 9:00") is None  # more than a year ahead

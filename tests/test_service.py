@@ -45,6 +45,7 @@ def draft_payloads(store) -> list[dict]:
 def test_every_accepted_answer_is_committed_before_the_reply(store, tmp_path: Path) -> None:
     chat = Chat(service(store, tiny_catalog(tmp_path)))
     chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")  # the consent notice (flows/privacy.py)
     chat.press("Chó")
     chat.send("Trần Thị Bình")
     # a fresh unit of work (as another process would) sees the answers already
@@ -60,6 +61,7 @@ def test_every_accepted_answer_is_committed_before_the_reply(store, tmp_path: Pa
 def test_renamed_field_keeps_old_drafts_working(store, tmp_path: Path) -> None:
     chat = Chat(service(store, tiny_catalog(tmp_path)))
     chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")
     chat.press("Chó")
     chat.send("Trần Thị Bình")
     # the procedure changes: owner_name becomes full_name (formerly: [owner_name]), version 2
@@ -80,6 +82,7 @@ def test_a_stranger_pressing_someone_elses_button_learns_nothing(store, tmp_path
     svc = service(store, catalog)
     owner = Chat(svc, user="1001")
     owner.cmd("start", "tiny_permit")
+    owner.press("Đồng ý")
     owner.press("Chó")
     owner.send("Trần Thị Bình")
     button = owner.button("Quay lại").data
@@ -106,6 +109,7 @@ def test_junk_deep_link_and_unknown_command_get_the_menu(store, tmp_path: Path) 
 def test_erase_all_my_data(store, tmp_path: Path) -> None:
     chat = Chat(service(store, tiny_catalog(tmp_path)))
     chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")
     chat.press("Chó")
     chat.send("Trần Thị Bình")
     chat.cmd("xoadulieu")
@@ -123,6 +127,7 @@ def test_erase_all_my_data(store, tmp_path: Path) -> None:
 def test_several_drafts_one_per_procedure_and_person(store, tmp_path: Path) -> None:
     chat = Chat(service(store, tiny_catalog(tmp_path)))
     chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")
     chat.press("Chó")
     chat.send("Trần Thị Bình")
     chat.cmd("start", "tiny_permit")  # same procedure again: continue or a new one
@@ -150,6 +155,7 @@ def test_same_citizen_two_services_no_lost_update(kind: str, tmp_path: Path) -> 
         a = Chat(service(store, catalog))
         b = Chat(service(store, catalog))
         a.cmd("start", "tiny_permit")
+        a.press("Đồng ý")
         a.press("Chó")
         b.send("Trần Thị Bình")  # the second process sees the first one's state
         a.send("5/6/1988")

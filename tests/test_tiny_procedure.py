@@ -45,6 +45,7 @@ def test_tiny_procedure_loads_and_lints(tiny_root: Path) -> None:
 
 def test_tiny_procedure_completed_end_to_end(chat: Chat) -> None:
     chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")  # the consent notice (flows/privacy.py)
     assert "Bước 1/" in chat.text and "Bạn nuôi con gì?" in chat.text
     chat.press("Chó")
     assert "Họ tên của bạn" in chat.text
@@ -74,6 +75,7 @@ def test_tiny_procedure_completed_end_to_end(chat: Chat) -> None:
 
 def test_back_skip_help_and_edit_from_review(chat: Chat) -> None:
     chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")  # the consent notice (flows/privacy.py)
     chat.press("Chó")
     chat.send("Trần Thị Bình")
     chat.press("Quay lại")  # from the birth date back to the name, answer shown
@@ -110,6 +112,7 @@ def test_back_skip_help_and_edit_from_review(chat: Chat) -> None:
 
 def test_exit_choose_again_and_cancel(chat: Chat) -> None:
     chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")  # the consent notice (flows/privacy.py)
     chat.send("meo")
     assert "Mèo không cần giấy phép này." in chat.text
     chat.press("Chọn lại")
@@ -130,6 +133,7 @@ def test_exit_choose_again_and_cancel(chat: Chat) -> None:
 
 def test_stale_button_and_sticker_rerender_current_question(chat: Chat) -> None:
     chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")  # the consent notice (flows/privacy.py)
     old = chat.button("Chó").data
     chat.press("Chó")
     chat.press_data(old)

@@ -11,8 +11,11 @@ from alembic import context
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
+import storage.broadcast  # noqa: F401  (the broadcast tables, revision 0005)
+import storage.inbox  # noqa: F401  (the inbox table, revision 0006)
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import storage.reminders  # noqa: F401  (the reminder tables, revision 0003)
+from storage.crypto import EncryptedJSON, EncryptedText
 from storage.db import make_engine
 from storage.models import UTCDateTime
 
@@ -24,6 +27,10 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     """Render our column types as plain SQLAlchemy types, so revisions import nothing of ours."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, EncryptedJSON):
+        return "sa.JSON()"
+    if type_ == "type" and isinstance(obj, EncryptedText):
+        return "sa.String()"
     if type_ == "type" and isinstance(obj, AutoString):
         return f"sa.String(length={obj.length})" if obj.length else "sa.String()"
     return False
