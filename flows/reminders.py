@@ -57,6 +57,7 @@ import yaml
 from flows import engine as eng
 from flows.render import tidy
 from flows.types import Button, Delivery, Reply, Target
+from procedures import conditions
 from procedures.loader import Catalog
 from storage import reminders as rows
 from storage.store import CitizenRec, DraftRec, FactRec, HandoffRec, Store
@@ -483,6 +484,7 @@ class Reminders:
             macro = f"draft_{min(rem.seq, 2)}"
         elif rem.kind == RESULT:
             macro = "result_check"
+            ctx["collect"] = self._collect(proc, draft, now.astimezone(tz).date())
             buttons.append((Button(self.t("button_got"), f"{BUTTON_KEY}.{GOT}.{draft.short_id}"),))
         else:
             macro = "validity_expiring"
@@ -498,6 +500,15 @@ class Reminders:
         reply = Reply(self.t(macro, **ctx), tuple(buttons), "choice")
         rows.finish(uow, rem.id, rows.SENT, now)
         return Delivery(Target(citizen.channel, citizen.external_id), reply=reply)
+
+    @staticmethod
+    def _collect(proc: Any, draft: DraftRec, today: dt.date) -> list[str]:
+        """The procedure's `collect` facts that hold for this draft's answers (how the
+        citizen chose to receive the result): what to bring, what to expect."""
+        if not proc.collect:
+            return []
+        answers, _ = eng.effective_answers(proc, eng.migrate_state(proc, draft.payload), today)
+        return [f.text for f in proc.collect if conditions.holds(f.when, answers, today)]
 
     def _decide_case(self, uow: Any, rem: rows.ReminderRec, now: dt.datetime) -> Delivery | None:
         """A call-back or appointment reminder: sent even while an officer owns the case."""

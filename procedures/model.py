@@ -208,6 +208,9 @@ class Procedure(Strict):
     # months the result stays valid from its issue: the "before it expires" reminder
     # (flows/reminders.py); the number stated in `validity`, None: the result does not expire
     validity_months: int | None = Field(default=None, ge=1, le=120)
+    # what to bring or expect when the result is handed over (conditions over the answers,
+    # e.g. how the citizen chose to receive it): shown in the "check the result" reminder
+    collect: list[Fact] = []
     portal: Portal
     documents: list[Document]
     sections: list[Section] = []

@@ -301,6 +301,24 @@ def test_result_check_after_processing_days(store: Store) -> None:
     (sent,) = w.dispatch()
     assert "000.00.12.H01-261127-0001" in sent.reply.text
     assert "Hồ sơ của tôi" in sent.reply.text
+    # this sample receives by post: what that means, not what to bring to the office
+    assert "bưu chính công ích" in sent.reply.text and "CCCD" not in sent.reply.text
+
+
+def test_result_check_says_what_to_bring_to_the_office(store: Store) -> None:
+    w = World(store)
+    chat = w.chat()
+    chat.cmd("start", XN)
+    chat.press("Đồng ý")
+    for action in actions(sample(result_delivery="office")):
+        act(chat, action)
+    chat.send("000.00.12.H01-261127-0002")
+    w.clock.now = local(2026, 12, 2, 17, 0)
+    (sent,) = w.dispatch()
+    assert "Khi nhận kết quả:" in sent.reply.text
+    assert "CCCD (thẻ căn cước) bản gốc" in sent.reply.text
+    assert "văn bản ủy quyền" in sent.reply.text
+    assert "bưu chính công ích đến" not in sent.reply.text
 
 
 # ----------------------------------------------------------------------------- exactly once

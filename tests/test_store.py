@@ -14,7 +14,7 @@ from sqlmodel import SQLModel
 from storage.db import alembic_config, normalize_url
 from storage.models import Fact, Handoff
 from storage.store import DraftRec, FactRec, StaleVersion, Store
-from tests.conftest import make_store
+from tests.conftest import PG_URL, make_store
 
 KINDS = ["sqlite", "postgresql"]
 T0 = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
@@ -749,3 +749,29 @@ def test_unit_of_work_rolls_back_without_commit(store: Store) -> None:
     with store.unit_of_work() as uow:
         assert uow.citizen("telegram", "8008") is not None
         assert uow.citizen("telegram", "9009") is None
+
+
+def test_postgresql_connections_recover_after_the_server_drops_them() -> None:
+    """What a PostgreSQL restart does to a running bot: every pooled connection is cut.
+    The pool checks a connection before lending it (pool_pre_ping), so the next unit of
+    work gets a fresh one instead of failing."""
+    with make_store("postgresql") as store:
+        now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+        with store.unit_of_work() as uow:
+            uow.add_citizen("telegram", "501", "", "", now)
+            uow.commit()
+        with store.engine.connect() as conn:
+            pids = {conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()}
+        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                for pid in pids:
+                    conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        finally:
+            admin.dispose()
+        with store.unit_of_work() as uow:
+            assert uow.citizen("telegram", "501") is not None
+            uow.add_citizen("telegram", "502", "", "", now)
+            uow.commit()
+        with store.unit_of_work() as uow:
+            assert uow.citizen("telegram", "502") is not None
