@@ -154,6 +154,11 @@ class BenchAPI(FakeBotAPI):
 # ----------------------------------------------------------------------------- bots
 
 
+# motcua's outbound pacer switched off (bot/pacing.py; the fake server still counts what
+# would be over Telegram's limits)
+PACING_OFF = {"MOTCUA_PACE_CHAT_SECONDS": "0", "MOTCUA_PACE_PER_SECOND": "0"}
+
+
 def bot_env(api: BenchAPI, database_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(

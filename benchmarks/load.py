@@ -223,7 +223,13 @@ async def run_load(
     rnd = random.Random(spec.seed)
     async with common.BenchAPI() as api:
         api.delay = spec.delay
-        proc = common.launch(cmd, common.bot_env(api, database_url), log_path, folder)
+        env = common.bot_env(api, database_url)
+        if spec.shape != "paced":
+            # Throughput is the cost of motcua itself: the bot's outbound pacer (Telegram's
+            # 1 message/s per chat, 25/s overall) is off, as the echo bot has none. The paced
+            # shape (people answering every ~2 s) keeps it on: that latency is what people feel.
+            env.update(common.PACING_OFF)
+        proc = common.launch(cmd, env, log_path, folder)
         pid = proc.pid
         try:
             if profile is not None:

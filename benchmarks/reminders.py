@@ -94,6 +94,7 @@ async def run_reminders(folder: Path, plan: Plan, database_url: str, count: int)
             MOTCUA_REMINDER_BATCH=str(max(count, 1)),
             MOTCUA_QUIET_HOURS=_quiet_hours_elsewhere(due_at),
             MOTCUA_TIMEZONE=TIMEZONE,
+            **common.PACING_OFF,  # the dispatch cost, not Telegram's pace
         )
         proc = common.launch(common.motcua_command(), env, folder / "reminders.log", folder)
         try:

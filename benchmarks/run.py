@@ -309,7 +309,8 @@ def build_rows(level: Level, runs: dict, extra: dict) -> list[dict]:
                         target,
                         ratio,
                         None if ratio is None else ratio >= need,
-                        f"{sat['citizens']} citizens, {sat['finished_citizens']} finished",
+                        f"{sat['citizens']} citizens, {sat['finished_citizens']} finished, "
+                        "pacing off",
                     )
                 )
                 rows.append(_row(section, f"{db}: saturated latency p50/p95/p99", _lat(sat), "ms"))
@@ -477,7 +478,7 @@ def build_rows(level: Level, runs: dict, extra: dict) -> list[dict]:
                 rem["per_cpu_s"] / 2000,
                 rem["per_cpu_s"] >= 2000,
                 f"{rem['sent']} of {rem['reminders']} sent, claimed, rendered and sent by "
-                f"`motcua run` (SQLite); {rem['wall_per_s']}/s wall clock (the bot's pacer)",
+                f"`motcua run` (SQLite); {rem['wall_per_s']}/s wall clock, pacing off",
             )
         )
         rows.append(

@@ -24,6 +24,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`motcua run` (long polling) and `motcua webhook` (args.webhook)."""
     from bot.app import build_service, configure_logging
     from bot.inbox import Inbox, default_owner
+    from bot.pacing import Pacer
     from bot.telegram import build_application, run_polling
 
     settings = load_settings(require_token=True)
@@ -46,6 +47,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         groups=officers.groups() if officers else frozenset(),
         tick_seconds=TICK_SECONDS,  # the retention purge; officers' re-announcements
         inbox=inbox,
+        pacer=Pacer(
+            private_interval=settings.pacing[0],
+            group_interval=settings.pacing[1],
+            per_second=settings.pacing[2],
+        ),
     )
     if service.reminders is not None and settings.reminders.enabled:
         from bot.reminders import schedule

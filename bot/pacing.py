@@ -39,7 +39,7 @@ class Pacer:
     ) -> None:
         self.private_interval = private_interval
         self.group_interval = group_interval
-        self.spacing = 1.0 / per_second
+        self.spacing = 1.0 / per_second if per_second > 0 else 0.0  # 0: no overall limit
         self.clock = clock
         self.sleep = sleep
         self._next_any = 0.0

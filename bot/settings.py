@@ -48,6 +48,9 @@ class Settings:
     log_format: str = "text"
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # outbound pacing (bot/pacing.py): seconds between two messages to one private chat,
+    # to one group, and messages per second overall; 0 switches that limit off
+    pacing: tuple[float, float, float] = (1.0, 3.0, 25.0)
 
     @property
     def officers_configured(self) -> bool:
@@ -120,6 +123,7 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
         )
     communes_file, officer_chat_id, officer_ids, reannounce = _officer_settings(env)
     log_format, metrics_port, metrics_host = _ops_settings(env)
+    pacing = _pacing_settings(env)
     try:
         reminders = ReminderConfig.from_env(env)
         privacy = PrivacyConfig.from_env(env)
@@ -143,7 +147,29 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
         log_format=log_format,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        pacing=pacing,
     )
+
+
+def _pacing_settings(env: dict[str, str]) -> tuple[float, float, float]:
+    """MOTCUA_PACE_CHAT_SECONDS, MOTCUA_PACE_GROUP_SECONDS, MOTCUA_PACE_PER_SECOND."""
+    values = []
+    for name, default in (
+        ("MOTCUA_PACE_CHAT_SECONDS", 1.0),
+        ("MOTCUA_PACE_GROUP_SECONDS", 3.0),
+        ("MOTCUA_PACE_PER_SECOND", 25.0),
+    ):
+        raw = (env.get(name) or "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 3600:
+            raise SettingsError(
+                f"{name} must be a number from 0 to 3600 (0: no limit), got {raw!r}"
+            )
+        values.append(value)
+    return values[0], values[1], values[2]
 
 
 def _officer_settings(env: dict[str, str]) -> tuple[Path | None, int | None, tuple[str, ...], int]:

@@ -40,7 +40,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot import ops
 from bot.inbox import Inbox, InboxUpdater
-from bot.pacing import Pacer, pacer_for
+from bot.pacing import PACER_KEY, Pacer, pacer_for
 from flows.types import (
     Attachment,
     Command,
@@ -717,6 +717,7 @@ def build_application(
     groups: frozenset[int] = frozenset(),
     tick_seconds: float | None = None,
     inbox: Inbox | None = None,
+    pacer: Pacer | None = None,
 ) -> Application:
     """Build the Application: one TypeHandler feeding `handler`, an error handler, and
     `prepare_bot` as post_init (run by `run_polling`; call it yourself otherwise).
@@ -725,7 +726,8 @@ def build_application(
     (every other group is ignored). `tick_seconds`: run `handler.tick()` that often in
     the job queue and send what it returns. `inbox`: the durable inbox (bot/inbox.py):
     no update is lost to a crash. Updates come from `InboxUpdater` (our getUpdates loop,
-    or the webhook server of `run_webhook`) either way."""
+    or the webhook server of `run_webhook`) either way. `pacer`: the process's one pacer
+    (default: Telegram's limits, bot/pacing.py)."""
     builder = (
         Application.builder()
         .token(token)
@@ -746,6 +748,8 @@ def build_application(
     app = builder.build()
     app.updater = InboxUpdater(app.bot, app.update_queue, inbox)
     app.bot_data[_HANDLER_KEY] = handler
+    if pacer is not None:
+        app.bot_data[PACER_KEY] = pacer
     deliverer = Deliverer(handler, pacer_for(app))  # every message paced (bot/pacing.py)
     callback = _make_callback(handler, ChatLocks(), deliverer, frozenset(groups), inbox)
     app.add_handler(TypeHandler(Update, callback))

@@ -115,6 +115,14 @@ def test_bad_settings_stop_with_one_clear_line(tmp_path: Path) -> None:
             },
             "TELEGRAM_API_BASE_URL is malformed",
         ),
+        (
+            ["run"],
+            {
+                "TELEGRAM_BOT_TOKEN": "123456:AAEtestTOKENtestTOKENtest123",
+                "MOTCUA_PACE_PER_SECOND": "fast",
+            },
+            "MOTCUA_PACE_PER_SECOND must be a number",
+        ),
     ]
     for args, env, needle in cases:
         result = motcua(args, cwd=tmp_path, env=env)

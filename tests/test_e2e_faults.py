@@ -382,3 +382,37 @@ async def test_pacer_429_defers_the_chat() -> None:
     async with pacer.slot(-9):  # another chat: only the overall spacing
         pass
     assert slept == [7.0, 0.04]
+
+
+def test_pacing_settings(tmp_path) -> None:
+    from bot.settings import SettingsError, load_settings
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("")
+    assert load_settings(env_file=env_file).pacing == (1.0, 3.0, 25.0)  # Telegram's limits
+    env_file.write_text("MOTCUA_PACE_CHAT_SECONDS=0\nMOTCUA_PACE_PER_SECOND=0\n")
+    assert load_settings(env_file=env_file).pacing == (0.0, 3.0, 0.0)
+    for bad in ("MOTCUA_PACE_CHAT_SECONDS=-1", "MOTCUA_PACE_GROUP_SECONDS=x"):
+        env_file.write_text(bad + "\n")
+        with pytest.raises(SettingsError, match=bad.split("=")[0]):
+            load_settings(env_file=env_file)
+
+
+async def test_a_pacer_with_its_limits_off_never_waits() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(private_interval=0, per_second=0, clock=lambda: now[0], sleep=sleep)
+    for chat in (1, 1, 1, 2, 2):
+        async with pacer.slot(chat):
+            pass
+    assert [s for s in slept if s > 0] == []
+    paced = Pacer(clock=lambda: now[0], sleep=sleep)  # the defaults do wait
+    for chat in (1, 1):
+        async with paced.slot(chat):
+            pass
+    assert sum(slept) == pytest.approx(1.0)
