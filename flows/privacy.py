@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 NOTICE_VERSION = "1"  # bump when privacy.j2's notice changes what it says
 CONSENT_KEY = "consent"  # citizen session: the notice version agreed to
+NOTICE_SHOWN_KEY = "notice"  # citizen session: the notice version shown in full (once)
 DEFAULT_DRAFT_DAYS = 90
 DEFAULT_CASE_DAYS = 90
 PURGE_EVERY = dt.timedelta(hours=1)

@@ -428,7 +428,7 @@ class _Turn:
         if not text:
             text = self.r.msg(note) if note else self.r.msg("welcome", returning=returning)
         if not priv.consented(self.session):  # the notice goes with the first menus
-            notice = self.svc.privacy_text("menu_consent")
+            notice = self.svc.privacy_text("menu_consent", short=self._notice_seen())
             if len(text) + len(notice) + 2 > MAX_TEXT:
                 self._say(text)
                 text = notice
@@ -627,7 +627,16 @@ class _Turn:
             [self._mbtn(self.svc.privacy_text("btn_agree"), token)],
             [self._mbtn(self.svc.privacy_text("btn_other"), "procs")],
         ]
-        self._say(self.svc.privacy_text("ask_consent", action=action), rows)
+        text = self.svc.privacy_text("ask_consent", action=action, short=self._notice_seen())
+        self._say(text, rows)
+
+    def _notice_seen(self) -> bool:
+        """Whether this citizen has already been shown the whole notice (then a reminder
+        line is enough: a tired person scrolls past the same paragraph three times);
+        marks it shown."""
+        seen = self.session.get(priv.NOTICE_SHOWN_KEY) == priv.NOTICE_VERSION
+        self.session[priv.NOTICE_SHOWN_KEY] = priv.NOTICE_VERSION
+        return seen
 
     def _officer_from_menu(self, draft_id: int | None) -> None:
         if not priv.consented(self.session):

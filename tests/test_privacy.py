@@ -129,6 +129,8 @@ def test_nothing_is_stored_before_consent_and_consent_is_recorded(store: Store) 
     chat.send("cai may giat bi hong")  # not understood: answered, not recorded
     chat.send("gap can bo")  # an officer: asked to agree first
     assert "✅ Đồng ý" in chat.labels()
+    # the whole notice came once; now one line recalls it (and how to delete)
+    assert "90 ngày" not in chat.text and "/xoadulieu" in chat.text
     chat.other("sticker")
     assert counts(store) == {"draft": 0, "fact": 0, "handoff": 0, "reminder": 0}
     with store.unit_of_work() as uow:
@@ -136,6 +138,7 @@ def test_nothing_is_stored_before_consent_and_consent_is_recorded(store: Store) 
         assert citizen.display_name == "" and "consent" not in citizen.session
     chat.cmd("start")
     assert "Bấm chọn thủ tục hoặc nút bên dưới là bạn đồng ý" in chat.text
+    assert "90 ngày" not in chat.text
     chat.press("Giấy xác nhận tình trạng hôn nhân")  # a button under the notice: agreed
     assert "Bước 1/" in chat.text
     with store.unit_of_work() as uow:
