@@ -115,6 +115,18 @@ def _clone(value: Any) -> Any:
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), dt.date, dt.datetime})
 
 
+def _narrowed(pending: dict[str, Any], text: str) -> tuple[Any, str] | None:
+    """The one offered option whose label contains the typed words (folded, whole words),
+    e.g. the province typed under several communes of one name; None when none or several
+    do, so the text is read as a new answer."""
+    words = fold(text).strip(" .,")
+    if len(words) < 3:
+        return None
+    pattern = re.compile(rf"(?<!\w){re.escape(words)}(?!\w)")
+    found = [o for o in pending.get("options", []) if pattern.search(fold(str(o[1])))]
+    return (found[0][0], found[0][1]) if len(found) == 1 else None
+
+
 def migrate_state(proc: Procedure, state: dict[str, Any]) -> dict[str, Any]:
     """Bring a stored draft up to this procedure version: renamed fields keep their
     answers (`formerly:`), unknown keys are kept but ignored. Works on a deep copy: the
@@ -545,6 +557,10 @@ class Engine:
             self.s["pending"] = None  # a new answer replaces the pending one
         elif pending:
             self.s["pending"] = None
+            picked = _narrowed(pending, text) if pending.get("kind") == "pick" else None
+            if picked is not None:  # "tay ninh" typed under the communes named Tân Phú
+                self._store(f, Valid(picked[0], picked[1]))
+                return
         if f.type == "info":
             self._store(f, Valid("ok", self.r.label("ok")))
             return

@@ -1212,7 +1212,7 @@ def test_ban_sao_first_birth_exit_and_death_extract(update_golden: bool) -> None
         finish(chat, "ban_sao_first_birth_exit_and_death_extract", update_golden)
 
 
-# ===================================================================== bugs found while writing these (fixed; one still xfail)
+# ===================================================================== bugs found while writing these (fixed)
 
 
 def _xn_at_ethnicity(chat: Chat) -> None:
@@ -1272,12 +1272,6 @@ def test_edit_gender_rechecks_the_id_number() -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: shown several communes named Tân Phú, the citizen types the province "
-    "'tay ninh' instead of pressing a button; the options are dropped and the bot "
-    "answers 'Bạn mới gõ tên tỉnh Tây Ninh', as if Tân Phú had never been said",
-)
 def test_typed_province_picks_among_the_communes_offered() -> None:
     with open_chat() as (chat, store):
         act(chat, XN_TO_REVIEW[:12])
