@@ -3,10 +3,10 @@
 `/thongbao <text>` (the text may also go on the following lines), from a configured
 officer in a private chat with the bot or in their commune's officers' group:
 1. a preview: exactly what citizens will get, how many will get it, how many are left
-   out (they sent /tatnhac, or they blocked the bot), with the buttons Gửi / Huỷ
+   out (they sent /tatnhac, or they blocked the bot), with the Send / Cancel buttons
    (`b.<id>.y` / `b.<id>.n`). Only the officer who asked may press them; anyone else gets
    a short refusal and the buttons stay.
-2. Gửi: the recipient list is fixed in the same transaction (one row per citizen,
+2. Send: the recipient list is fixed in the same transaction (one row per citizen,
    storage/broadcast.py) and the preview message becomes the progress message; the
    sending job (bot/broadcast.py) claims the rows, sends, records each outcome, edits the
    progress at most every `progress_seconds`, and posts the final count (sent, blocked,
@@ -250,7 +250,7 @@ class Broadcasts:
         )
         return Reply(text, buttons, "choice")
 
-    # ------------------------------------------------------------------ Gửi / Huỷ
+    # ------------------------------------------------------------------ send / cancel
     def _press(
         self, uow: Any, inbound: Inbound, data: str, now: dt.datetime, out: Outbound
     ) -> None:

@@ -558,7 +558,7 @@ class Engine:
         elif pending:
             self.s["pending"] = None
             picked = _narrowed(pending, text) if pending.get("kind") == "pick" else None
-            if picked is not None:  # "tay ninh" typed under the communes named Tân Phú
+            if picked is not None:  # "tay ninh" typed under the communes named Tan Phu
                 self._store(f, Valid(picked[0], picked[1]))
                 return
         if f.type == "info":

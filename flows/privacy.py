@@ -1,8 +1,8 @@
-"""Personal data (Nghị định 13/2023/NĐ-CP): the consent notice, retention and erasure.
+"""Personal data (Decree 13/2023/ND-CP): the consent notice, retention and erasure.
 
 - **Consent.** A citizen's first reply carries a short notice (what is stored, why, for
   how long, how to delete: `privacy.j2`). Pressing a button under it (a procedure, the
-  officer, "Đồng ý") is the consent; it is recorded as a `ConsentGiven` fact with the
+  officer, the agree button) is the consent; it is recorded as a `ConsentGiven` fact with the
   notice's version and in the citizen's session. Before it nothing is stored beyond the
   citizen row needed to ask (channel, chat id, the menu's turn): no draft, no case, no
   name, no unrecognised-message fact.

@@ -621,7 +621,7 @@ class _Turn:
         self.uow.add_facts([FactRec("ConsentGiven", fact, self.citizen.id, None, self.now)])
 
     def _ask_consent(self, token: str, action: str) -> None:
-        """The notice with "Đồng ý", which does `token` (a menu token) once agreed."""
+        """The notice with the agree button, which does `token` (a menu token) once agreed."""
         self._next_menu_turn()
         rows = [
             [self._mbtn(self.svc.privacy_text("btn_agree"), token)],

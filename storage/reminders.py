@@ -110,6 +110,34 @@ def _rec(row: Any) -> ReminderRec:
     return ReminderRec(**row._mapping)
 
 
+def _insert(
+    s: Session,
+    citizen_id: int,
+    draft_id: int | None,
+    kind: str,
+    seq: int,
+    due_at: datetime,
+    now: datetime,
+    data: dict | None,
+    **extra: Any,
+) -> None:
+    """One planned row (`extra`: a case's `handoff_id` and `audience`)."""
+    s.exec(
+        insert(_REM).values(
+            citizen_id=citizen_id,
+            draft_id=draft_id,
+            kind=kind,
+            seq=seq,
+            status=PLANNED,
+            due_at=_utc(due_at),
+            created_at=_utc(now),
+            note="",
+            data=dict(data or {}),
+            **extra,
+        )
+    )
+
+
 def plan(
     uow: Any,
     citizen_id: int,
@@ -134,19 +162,7 @@ def plan(
         )
         moved = s.exec(update(_REM).where(where).values(due_at=_utc(due_at), note=""))
         if moved.rowcount == 0:
-            s.exec(
-                insert(_REM).values(
-                    citizen_id=citizen_id,
-                    draft_id=draft_id,
-                    kind=kind,
-                    seq=seq,
-                    status=PLANNED,
-                    due_at=_utc(due_at),
-                    created_at=_utc(now),
-                    note="",
-                    data=dict(data or {}),
-                )
-            )
+            _insert(s, citizen_id, draft_id, kind, seq, due_at, now, data)
     stale = update(_REM).where(
         _REM.c.citizen_id == citizen_id,
         _REM.c.kind == kind,
@@ -174,20 +190,17 @@ def plan_case(
     cancel(uow, now, handoff_id=handoff_id, kinds=[kind], note="replanned")
     s = _session(uow)
     for seq, audience, due_at in due:
-        s.exec(
-            insert(_REM).values(
-                citizen_id=citizen_id,
-                draft_id=draft_id,
-                handoff_id=handoff_id,
-                audience=audience,
-                kind=kind,
-                seq=seq,
-                status=PLANNED,
-                due_at=_utc(due_at),
-                created_at=_utc(now),
-                note="",
-                data=dict(data or {}),
-            )
+        _insert(
+            s,
+            citizen_id,
+            draft_id,
+            kind,
+            seq,
+            due_at,
+            now,
+            data,
+            handoff_id=handoff_id,
+            audience=audience,
         )
 
 
