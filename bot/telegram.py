@@ -350,25 +350,14 @@ async def _send_attachment(
             file.mimetype = attachment.mime
         return file
 
-    if attachment.mime.startswith("image/"):
-        await _with_retry(
-            lambda: bot.send_photo(
-                chat_id=chat_id,
-                photo=make_file(),
-                caption=caption or None,
-                reply_markup=markup,
-                **where,
-            ),
-            pacer,
-            chat_id,
-        )
-        return overflow
+    image = attachment.mime.startswith("image/")
+    send, field = (bot.send_photo, "photo") if image else (bot.send_document, "document")
     await _with_retry(
-        lambda: bot.send_document(
+        lambda: send(
             chat_id=chat_id,
-            document=make_file(),
             caption=caption or None,
             reply_markup=markup,
+            **{field: make_file()},
             **where,
         ),
         pacer,

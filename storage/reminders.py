@@ -110,6 +110,19 @@ def _rec(row: Any) -> ReminderRec:
     return ReminderRec(**row._mapping)
 
 
+def _matching(stmt: Any, **filters: Any) -> Any:
+    """`stmt` restricted to the reminder rows matching every filter given (not None):
+    a column's value, or for an iterable (kinds, statuses) one of its values."""
+    for column, wanted in filters.items():
+        if wanted is None:
+            continue
+        if isinstance(wanted, str | int):
+            stmt = stmt.where(_REM.c[column] == wanted)
+        else:
+            stmt = stmt.where(_REM.c[column].in_(list(wanted)))
+    return stmt
+
+
 def _insert(
     s: Session,
     citizen_id: int,
@@ -216,17 +229,14 @@ def cancel(
     note: str = "",
 ) -> int:
     """Cancel planned reminders matching every filter given; returns how many."""
-    stmt = update(_REM).where(_REM.c.status == PLANNED)
-    if citizen_id is not None:
-        stmt = stmt.where(_REM.c.citizen_id == citizen_id)
-    if draft_id is not None:
-        stmt = stmt.where(_REM.c.draft_id == draft_id)
-    if handoff_id is not None:
-        stmt = stmt.where(_REM.c.handoff_id == handoff_id)
-    if audience is not None:
-        stmt = stmt.where(_REM.c.audience == audience)
-    if kinds is not None:
-        stmt = stmt.where(_REM.c.kind.in_(list(kinds)))
+    stmt = _matching(
+        update(_REM).where(_REM.c.status == PLANNED),
+        citizen_id=citizen_id,
+        draft_id=draft_id,
+        handoff_id=handoff_id,
+        audience=audience,
+        kind=kinds,
+    )
     stmt = stmt.values(status=CANCELLED, note=note[:40])
     return _session(uow).exec(stmt).rowcount
 
@@ -288,17 +298,14 @@ def reminders(
     statuses: Iterable[str] | None = None,
 ) -> list[ReminderRec]:
     """Reminders matching every filter given, by due time."""
-    stmt = select(_REM)
-    if citizen_id is not None:
-        stmt = stmt.where(_REM.c.citizen_id == citizen_id)
-    if draft_id is not None:
-        stmt = stmt.where(_REM.c.draft_id == draft_id)
-    if handoff_id is not None:
-        stmt = stmt.where(_REM.c.handoff_id == handoff_id)
-    if kinds is not None:
-        stmt = stmt.where(_REM.c.kind.in_(list(kinds)))
-    if statuses is not None:
-        stmt = stmt.where(_REM.c.status.in_(list(statuses)))
+    stmt = _matching(
+        select(_REM),
+        citizen_id=citizen_id,
+        draft_id=draft_id,
+        handoff_id=handoff_id,
+        kind=kinds,
+        status=statuses,
+    )
     stmt = stmt.order_by(_REM.c.due_at, _REM.c.id)
     return [_rec(row) for row in _session(uow).exec(stmt)]
 

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.reminders import schedule
 from bot.telegram import build_application, start, stop
 from flows.officer import OfficerDesk
+from flows.reminders import ReminderConfig, Reminders
 from flows.service import ConversationService
 from flows.types import Command, Inbound, Press, Sender, Text
 from storage.store import Store
@@ -89,14 +91,22 @@ class Scene:
 
 
 @contextlib.asynccontextmanager
-async def scene(tick_seconds: float | None = None) -> AsyncIterator[Scene]:
+async def scene(
+    tick_seconds: float | None = None,
+    *,
+    reminders: ReminderConfig | None = None,
+    reminder_tick: float = 1.0,
+) -> AsyncIterator[Scene]:
+    """Two communes (Bắc Ruộng's group a forum) and the real bot on SQLite. `reminders`:
+    also the reminders (with that config) and their ticker every `reminder_tick` s."""
     async with FakeBotAPI(token=TOKEN) as api:
         group_a = api.group(GROUP_A, "Cán bộ Bắc Ruộng", forum=True)
         group_b = api.group(GROUP_B, "Cán bộ Ba Đình")
         with make_store("sqlite") as store:
             clock = Clock()  # Friday 09:00 in Viet Nam: the office is open
             desk = OfficerDesk(directory(), CATALOG, reannounce_minutes=30)
-            svc = ConversationService(store, CATALOG, clock=clock, officers=desk)
+            ticker = None if reminders is None else Reminders(store, CATALOG, config=reminders)
+            svc = ConversationService(store, CATALOG, clock=clock, officers=desk, reminders=ticker)
             app = build_application(
                 svc,
                 api.token,
@@ -105,6 +115,8 @@ async def scene(tick_seconds: float | None = None) -> AsyncIterator[Scene]:
                 groups=desk.groups(),
                 tick_seconds=tick_seconds,
             )
+            if ticker is not None:
+                schedule(app, ticker, reminder_tick, clock=clock, first=reminder_tick)
             await start(app, poll_timeout=1)
             try:
                 yield Scene(

@@ -213,46 +213,14 @@ async def test_pacer_spaces_sends() -> None:
 # appointments and the validity of a result, with the officer desk
 
 
-@contextlib.asynccontextmanager
-async def desk_scene(config: ReminderConfig | None = None):
+def desk_scene(config: ReminderConfig | None = None):
     """tests/test_e2e_officer.py's two communes (Bắc Ruộng a forum) plus the reminders
     ticker; draft reminders pushed out of the way."""
-    from flows.officer import OfficerDesk
-    from tests.test_e2e_officer import Scene as OfficerScene
-    from tests.test_officer import BINH, GROUP_A, GROUP_B, HA, STRANGER, TU, directory
+    from tests.test_e2e_officer import scene as officer_scene
 
-    async with FakeBotAPI(token=TOKEN) as api:
-        group_a = api.group(GROUP_A, "Cán bộ Bắc Ruộng", forum=True)
-        group_b = api.group(GROUP_B, "Cán bộ Ba Đình")
-        with make_store("sqlite") as store:
-            clock = Clock()  # Friday 27/11/2026, 09:00 in Viet Nam
-            reminders = Reminders(
-                store, CATALOG, config=config or ReminderConfig(draft_hours=(1000.0,))
-            )
-            desk = OfficerDesk(directory(), CATALOG, reannounce_minutes=30)
-            svc = ConversationService(
-                store, CATALOG, clock=clock, officers=desk, reminders=reminders
-            )
-            app = build_application(
-                svc, api.token, api.base_url, api.base_file_url, groups=desk.groups()
-            )
-            schedule(app, reminders, TICK, clock=clock, first=TICK)
-            await start(app, poll_timeout=1)
-            try:
-                yield OfficerScene(
-                    api,
-                    svc,
-                    store,
-                    clock,
-                    group_a,
-                    group_b,
-                    api.user(int(HA), "Hà", username="ha_cb"),
-                    api.user(int(TU), "Tú", username="tu_cb"),
-                    api.user(int(BINH), "Bình"),
-                    api.user(int(STRANGER), "Mallory"),
-                )
-            finally:
-                await stop(app)
+    return officer_scene(
+        reminders=config or ReminderConfig(draft_hours=(1000.0,)), reminder_tick=TICK
+    )
 
 
 def at(y: int, m: int, d: int, h: int, mi: int = 0) -> dt.datetime:
