@@ -15,6 +15,7 @@ Throughput is updates answered / (last reply - start).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import random
@@ -73,6 +74,8 @@ class LoadResult:
     timeouts: int = 0
     abandoned: int = 0
     log_errors: int = 0
+    # Bot API calls per update during the load, by method (getUpdates included)
+    calls_per_update: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -246,6 +249,7 @@ async def run_load(
             cpu0 = common.cpu_seconds(pid)
             pg0 = pg1 = common.postgres_cpu_seconds() if spec.db == "postgresql" else 0.0
             harness0 = time.process_time()
+            calls0 = len(api.calls)
             t0 = time.monotonic()
             stop_at = t0 + spec.duration
             tasks = [
@@ -269,6 +273,7 @@ async def run_load(
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             result.abandoned = len(pending)
+            called = collections.Counter(name for name, _ in api.calls[calls0:])
             cpu1 = common.cpu_seconds(pid)
             harness1 = time.process_time()
             if spec.db == "postgresql":
@@ -302,6 +307,9 @@ async def run_load(
     result.out_of_order = tally.out_of_order
     result.timeouts = tally.timeouts
     log = log_path.read_text(encoding="utf-8", errors="replace")
+    result.calls_per_update = {
+        name: round(n * per_1k / 1000, 2) for name, n in sorted(called.items())
+    }
     result.log_errors = sum(1 for line in log.splitlines() if " ERROR " in line)
     if "Traceback" in log:
         result.notes.append("traceback in the bot log")

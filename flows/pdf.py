@@ -21,9 +21,15 @@ Fonts are parsed once per process (`_font_templates`): fpdf2's `add_font` reads 
 glyphs and the layout tables it drops anyway. Each document gets a light copy of the
 parsed font and, when it is written, a fresh fontTools object (the subsetter cuts it down
 in place, so it cannot be shared) over bytes held in memory: the font without the tables
-fpdf2 drops, cut down to Latin, Vietnamese and common symbols when the document draws
-nothing else. The PDF bytes are the same as with `add_font` (tests/test_pdf.py compares
-them).
+fpdf2 drops, cut down to the smallest of two precomputed cuts that has every glyph the
+document drew (Vietnamese: about 350 glyphs; Latin, Vietnamese and common symbols: about
+1,400), else the whole font. A subset of a cut is saved without recomputing bounding boxes
+(`recalcBBoxes=False`): fontTools would otherwise decode and re-encode every glyph's
+outline, a third of the PDF's time (the cut's glyphs were re-encoded once, when it was
+made). So the glyphs, widths and character maps embedded are
+byte for byte fpdf2's own (`add_font`), and only the font-wide bounds in the head, hhea and
+maxp tables are those of the cut, which contain the subset's (tests/test_pdf.py compares
+both ways).
 """
 
 from __future__ import annotations
@@ -76,10 +82,18 @@ _DROPPED_TABLES = (
     "FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "sbix",
     "CBDT", "CBLC", "EBDT", "EBLC", "EBSC", "SVG ", "CPAL", "COLR",
 )  # fmt: skip
-# What a declaration almost always draws: Latin with Vietnamese, punctuation, currency,
-# letterlike symbols, arrows, check boxes. A document drawing only these embeds its subset
-# from a font cut down to them (about 1,000 glyphs instead of 6,000: much less to parse);
-# any other character and it takes the whole font. The embedded subset is the same.
+# What a declaration almost always draws: Vietnamese (ASCII, Latin-1, the Vietnamese letters
+# and tone marks, dashes and quotes, the dong sign, check boxes); then Latin with
+# Vietnamese, punctuation, currency, letterlike symbols, arrows, check boxes. A document
+# drawing only these embeds its subset from a font cut down to them (about 350 or 1,400
+# glyphs instead of 6,000: much less to parse); any other character and it takes the whole
+# font. The embedded glyphs are the same.
+_VIETNAMESE_RANGES = (
+    (0x0020, 0x007E), (0x00A0, 0x00FF), (0x0102, 0x0103), (0x0110, 0x0111),
+    (0x0128, 0x0129), (0x0168, 0x0169), (0x01A0, 0x01A1), (0x01AF, 0x01B0),
+    (0x0300, 0x0303), (0x0309, 0x0309), (0x0323, 0x0323), (0x1EA0, 0x1EF9),
+    (0x2010, 0x2026), (0x20AB, 0x20AB), (0x2610, 0x2612), (0x2713, 0x2714),
+)  # fmt: skip
 _COMMON_RANGES = (
     (0x0020, 0x024F), (0x0300, 0x036F), (0x1E00, 0x1EFF), (0x2000, 0x206F),
     (0x20A0, 0x20CF), (0x2100, 0x21FF), (0x2460, 0x24FF), (0x25A0, 0x25FF),
@@ -91,8 +105,14 @@ _COMMON_RANGES = (
 class _FontTemplate:
     font: Any  # fpdf.fonts.TTFFont, parsed once: widths, cmap, glyph ids (read-only)
     whole: bytes  # the font file without the tables fpdf2 drops
-    common: bytes  # the same, cut down to _COMMON_RANGES
-    common_glyphs: frozenset[str]  # the glyph names `common` has
+    cuts: tuple[tuple[frozenset[str], bytes], ...]  # (glyph names, font file), smallest first
+
+    def data_for(self, glyphs: set[str]) -> bytes:
+        """The smallest font file that has every glyph in `glyphs`."""
+        for names, data in self.cuts:
+            if names >= glyphs:
+                return data
+        return self.whole
 
 
 def _without_dropped_tables(path: Path):
@@ -118,13 +138,13 @@ def _saved(font) -> bytes:
     return out.getvalue()
 
 
-def _common_subset(data: bytes) -> tuple[bytes, frozenset[str]]:
-    """`data` cut down to _COMMON_RANGES, keeping everything else as it is (glyph names,
+def _cut(data: bytes, ranges: tuple[tuple[int, int], ...]) -> tuple[frozenset[str], bytes]:
+    """`data` cut down to the characters in `ranges`, keeping everything else as it is (glyph names,
     hinting, name table, legacy cmaps) so that fpdf2's own subset of it comes out the same."""
     from fontTools import subset, ttLib
 
     font = ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, lazy=True)
-    unicodes = [cp for cp in font.getBestCmap() if any(lo <= cp <= hi for lo, hi in _COMMON_RANGES)]
+    unicodes = [cp for cp in font.getBestCmap() if any(lo <= cp <= hi for lo, hi in ranges)]
     options = subset.Options(
         glyph_names=True,
         notdef_glyph=True,
@@ -146,7 +166,7 @@ def _common_subset(data: bytes) -> tuple[bytes, frozenset[str]]:
     subsetter.populate(unicodes=unicodes)
     subsetter.subset(font)
     glyphs = frozenset(font.getGlyphOrder())
-    return _saved(font), glyphs
+    return glyphs, _saved(font)
 
 
 _templates: dict[str, _FontTemplate] | None = None
@@ -167,8 +187,8 @@ def _font_templates() -> dict[str, _FontTemplate]:
                     font = scratch.fonts[f"{FONT_FAMILY.lower()}{style}"]
                     font.ttfont.close()
                     whole = _saved(_without_dropped_tables(path))
-                    common, glyphs = _common_subset(whole)
-                    built[style] = _FontTemplate(font, whole, common, glyphs)
+                    cuts = tuple(_cut(whole, r) for r in (_VIETNAMESE_RANGES, _COMMON_RANGES))
+                    built[style] = _FontTemplate(font, whole, cuts)
                 _templates = built
     return _templates
 
@@ -224,15 +244,22 @@ class _Declaration(FPDF):
             self._cached_fonts.append((font, _font_templates()[style]))
 
     def output(self, *args: Any, **kwargs: Any) -> Any:
-        """Give each cached font its font data for the subsetter: the common cut when every
-        glyph the document drew is in it, else the whole font."""
+        """Give each cached font its font data for the subsetter: the smallest cut that has
+        every glyph the document drew, else the whole font (saved without recomputing the
+        bounding boxes: see the module docstring)."""
         from fontTools import ttLib
 
         for font, template in getattr(self, "_cached_fonts", ()):
             if font.ttfont is None:
-                names = font.subset.get_all_glyph_names()
-                data = template.common if template.common_glyphs >= set(names) else template.whole
-                font.ttfont = ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, lazy=True)
+                data = template.data_for(set(font.subset.get_all_glyph_names()))
+                # a cut's glyphs were re-encoded by fontTools when it was made, the whole
+                # font's are as the TTF has them: re-encoded here, as fpdf2 does
+                font.ttfont = ttLib.TTFont(
+                    io.BytesIO(data),
+                    recalcTimestamp=False,
+                    recalcBBoxes=data is template.whole,
+                    lazy=True,
+                )
         return super().output(*args, **kwargs)
 
     def font(self, style: str = "", size: float = FONT_SIZE) -> float:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import unicodedata
+import zlib
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,56 @@ def _bytes_with(document: _Declaration, markup: str) -> bytes:
     return _render(document, markup, title="Tờ khai", author="motcua")
 
 
+def _objects(pdf: bytes) -> dict[int, bytes]:
+    return {int(m[1]): m[2] for m in re.finditer(rb"(\d+) 0 obj\n(.*?)\nendobj", pdf, re.S)}
+
+
+def _embedded_font(obj: bytes):
+    from fontTools import ttLib
+
+    data = obj.split(b"stream\n", 1)[1].rsplit(b"\nendstream", 1)[0]
+    return ttLib.TTFont(io.BytesIO(zlib.decompress(data)))
+
+
+# Font-wide bounds the subset keeps from the cut it was made from (flows/pdf.py saves it
+# without recomputing them): each must hold the reference's value on the safe side.
+_AT_MOST = {("head", "xMin"), ("head", "yMin"), ("hhea", "minLeftSideBearing"),
+            ("hhea", "minRightSideBearing")}  # fmt: skip
+_AT_LEAST = {("head", "xMax"), ("head", "yMax"), ("hhea", "advanceWidthMax"),
+             ("hhea", "xMaxExtent"), ("maxp", "maxPoints"), ("maxp", "maxContours"),
+             ("maxp", "maxCompositePoints"), ("maxp", "maxCompositeContours"),
+             ("maxp", "maxComponentElements"), ("maxp", "maxComponentDepth")}  # fmt: skip
+
+
+def _assert_same_as_add_font(ours: bytes, reference: bytes) -> None:
+    """Every PDF object byte for byte the same, but the embedded font files; in those every
+    table the same (glyph outlines, widths, character maps...) but the font-wide bounds,
+    which must contain the reference's."""
+    mine, theirs = _objects(ours), _objects(reference)
+    assert set(mine) == set(theirs)
+    for number, obj in theirs.items():
+        if b"/Length1" not in obj:  # not a FontFile2 stream
+            assert mine[number] == obj, number
+            continue
+        font, ref = _embedded_font(mine[number]), _embedded_font(obj)
+        assert font.getGlyphOrder() == ref.getGlyphOrder()
+        assert sorted(font.keys()) == sorted(ref.keys())
+        for tag in ref.keys():
+            if tag == "GlyphOrder" or font.getTableData(tag) == ref.getTableData(tag):
+                continue
+            assert tag in ("head", "hhea", "maxp"), tag
+            for name, want in vars(ref[tag]).items():
+                got = getattr(font[tag], name)
+                if (tag, name) in _AT_MOST:
+                    assert got <= want, (tag, name)
+                elif (tag, name) in _AT_LEAST:
+                    assert got >= want, (tag, name)
+                elif (tag, name) == ("head", "flags"):  # bit 1 follows the bounds
+                    assert got | 2 == want | 2
+                elif (tag, name) != ("head", "checkSumAdjustment"):
+                    assert got == want, (tag, name)
+
+
 @pytest.mark.parametrize(
     "markup",
     [
@@ -241,14 +292,22 @@ def _bytes_with(document: _Declaration, markup: str) -> bytes:
         "## ₫ № ™ → ☐ ✓ «x» – “y” …\n~ Ghi chú: Đặng Thị Ỷ\n- Số: ① ②",
     ],
 )
-def test_fonts_parsed_once_give_the_same_bytes_as_add_font(markup: str) -> None:
+def test_fonts_parsed_once_embed_the_same_glyphs_as_add_font(markup: str) -> None:
     reference = _bytes_with(_AddFontEveryTime(), markup)
     # Twice, with another document in between: nothing of one document leaks into the next.
     first = _bytes_with(_Declaration(), markup)
     render_pdf("# A\n- B: ữ")
     second = _bytes_with(_Declaration(), markup)
-    assert first == reference
-    assert second == reference
+    assert first == second
+    _assert_same_as_add_font(first, reference)
+
+
+def test_the_comparison_sees_a_changed_glyph() -> None:
+    """The check above is not blind: a document whose font lost a glyph's outline fails."""
+    reference = _bytes_with(_AddFontEveryTime(), DECLARATION)
+    broken = _bytes_with(_AddFontEveryTime(), DECLARATION.replace("Việt", "Viet"))
+    with pytest.raises(AssertionError):
+        _assert_same_as_add_font(broken, reference)
 
 
 def test_documents_share_the_parsed_widths_not_the_font_objects() -> None:
@@ -275,6 +334,9 @@ def test_documents_rendered_at_once_in_threads_are_all_right() -> None:
 
     markups = [DECLARATION, "## Ωμέγα Nguyễn\n- Họ tên: Привет", "# A\n- B: ữ"] * 4
     expected = [_bytes_with(_AddFontEveryTime(), m) for m in markups]
+    alone = [_bytes_with(_Declaration(), m) for m in markups]
     with ThreadPoolExecutor(max_workers=6) as pool:
         got = list(pool.map(lambda m: _bytes_with(_Declaration(), m), markups))
-    assert got == expected
+    assert got == alone
+    for ours, reference in zip(got, expected, strict=True):
+        _assert_same_as_add_font(ours, reference)
