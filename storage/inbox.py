@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Table, delete, select, update
+from sqlalchemy import BigInteger, Column, Index, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel
 
@@ -88,6 +88,30 @@ class Unfinished:
     status: str
     payload: dict[str, Any]
     outbound: dict[str, Any] | None
+
+
+# The statements of every update, built once: building and caching a statement costs more
+# than running it (about 50 of 85 microseconds on SQLite).
+_MARK_APPLIED = (
+    update(_INBOX)
+    .where(_INBOX.c.update_id == bindparam("b_id"), _INBOX.c.status == NEW)
+    .values(status=APPLIED, outbound=bindparam("b_outbound"), applied_at=bindparam("b_at"))
+)
+_OLDER_UNAPPLIED = (
+    select(_INBOX.c.update_id)
+    .where(
+        _INBOX.c.chat_key == bindparam("chat_key"),
+        _INBOX.c.update_id < bindparam("update_id"),
+        _INBOX.c.status == NEW,
+        _INBOX.c.lease_until >= bindparam("now"),
+    )
+    .limit(1)
+)
+_FINISH = (
+    update(_INBOX)
+    .where(_INBOX.c.update_id == bindparam("b_id"), _INBOX.c.status != DONE)
+    .values(status=DONE, payload={}, outbound=None, finished_at=bindparam("b_at"))
+)
 
 
 def _utc(value: datetime) -> datetime:
@@ -146,12 +170,8 @@ def mark_applied(uow: Any, update_id: int, outbound: dict[str, Any], now: dateti
     """Inside the caller's transaction: the update's effects are being committed; store the
     replies to send. False when the row is not (or no longer) "new": another delivery of
     the update was applied already, and the caller must roll back."""
-    stmt = (
-        update(_INBOX)
-        .where(_INBOX.c.update_id == update_id, _INBOX.c.status == NEW)
-        .values(status=APPLIED, outbound=dict(outbound), applied_at=_utc(now))
-    )
-    return _session(uow).exec(stmt).rowcount == 1
+    values = {"b_id": update_id, "b_outbound": dict(outbound), "b_at": _utc(now)}
+    return _session(uow).exec(_MARK_APPLIED, params=values).rowcount == 1
 
 
 def apply_alone(store: Any, update_id: int, outbound: dict[str, Any], now: datetime) -> bool:
@@ -166,29 +186,16 @@ def apply_alone(store: Any, update_id: int, outbound: dict[str, Any], now: datet
 def older_unapplied(store: Any, chat_key: str, update_id: int, now: datetime) -> bool:
     """An older update of this chat is still waiting to be applied by a live owner (maybe
     another process); rows whose lease ran out are the sweep's, not waited for."""
-    stmt = (
-        select(_INBOX.c.update_id)
-        .where(
-            _INBOX.c.chat_key == chat_key,
-            _INBOX.c.update_id < update_id,
-            _INBOX.c.status == NEW,
-            _INBOX.c.lease_until >= _utc(now),
-        )
-        .limit(1)
-    )
+    values = {"chat_key": chat_key, "update_id": update_id, "now": _utc(now)}
     with store.unit_of_work() as uow:
-        return _session(uow).exec(stmt).first() is not None
+        return _session(uow).exec(_OLDER_UNAPPLIED, params=values).first() is not None
 
 
 def finish(store: Any, update_id: int, now: datetime) -> None:
     """The replies went out (or the update needed none): clear the payload and the replies,
     keep the id against late duplicates."""
     with store.unit_of_work() as uow:
-        _session(uow).exec(
-            update(_INBOX)
-            .where(_INBOX.c.update_id == update_id, _INBOX.c.status != DONE)
-            .values(status=DONE, payload={}, outbound=None, finished_at=_utc(now))
-        )
+        _session(uow).exec(_FINISH, params={"b_id": update_id, "b_at": _utc(now)})
         uow.commit()
 
 
