@@ -39,6 +39,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 from telegram.warnings import PTBDeprecationWarning
 
 from bot import ops
+from bot.http import AiohttpRequest
 from bot.inbox import Inbox, InboxUpdater
 from bot.pacing import PACER_KEY, Pacer, pacer_for
 from flows.types import (
@@ -74,18 +75,19 @@ _HARMLESS = {
     "message can't be edited": "cannot be edited",
 }
 # Updates handled at once, and as many HTTP connections to the Bot API (so no request ever
-# queues inside httpcore). httpcore's pool checks every connection (system calls each) on
-# every request and every queued request against every connection, so PTB's default of 256
-# spent more CPU on bookkeeping than on the conversation. 24 in flight keep one process
-# busy up to ~100 ms round trips to the Bot API (a press takes three calls); farther away,
-# raise it (README, Performance).
+# waits for a connection). With httpx, PTB's default pool of 256 spent more CPU on
+# httpcore's pool bookkeeping than on the conversation; the bot now uses aiohttp
+# (bot/http.py) and keeps the same bound. 24 in flight keep one process busy up to
+# ~100 ms round trips to the Bot API (a press takes three calls); farther away, raise it
+# (README, Performance).
 MAX_CONCURRENT_UPDATES = 24
 
 # httpcore (1.0.x) runs `import sniffio` on every request; when sniffio is not installed
 # (anyio >= 4.11 no longer brings it) that failed import searches sys.path each time and
 # cost a fifth of the bot's CPU under load (encode/httpcore discussion #1102).
 # A None entry in sys.modules makes the import fail at once; nothing changes when sniffio
-# is installed.
+# is installed. The bot's Bot API calls no longer go through httpx (bot/http.py), so this
+# only matters for httpx used elsewhere (PTB still imports it); it costs nothing.
 if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
     sys.modules["sniffio"] = None  # type: ignore[assignment]
 
@@ -721,12 +723,20 @@ def build_application(
         Application.builder()
         .token(token)
         .concurrent_updates(MAX_CONCURRENT_UPDATES)
-        .connection_pool_size(MAX_CONCURRENT_UPDATES)
         .post_init(prepare_bot)
-        .connect_timeout(10)
-        .read_timeout(15)
-        .write_timeout(30)
-        .media_write_timeout(60)
+        # aiohttp instead of PTB's default httpx: half the CPU per call (bot/http.py)
+        .request(
+            AiohttpRequest(
+                connection_pool_size=MAX_CONCURRENT_UPDATES,
+                connect_timeout=10,
+                read_timeout=15,
+                write_timeout=30,
+                media_write_timeout=60,
+            )
+        )
+        # getUpdates, one call at a time; PTB's defaults for it (the poll time is added
+        # to the read timeout by Bot.get_updates)
+        .get_updates_request(AiohttpRequest(connection_pool_size=1))
     )
     if base_url:
         builder = builder.base_url(base_url)
