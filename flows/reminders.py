@@ -60,7 +60,7 @@ from flows.types import Button, Delivery, Reply, Target
 from procedures import conditions
 from procedures.loader import Catalog
 from storage import reminders as rows
-from storage.store import CitizenRec, DraftRec, FactRec, HandoffRec, Store
+from storage.store import CitizenRec, Contact, DraftHead, DraftRec, FactRec, HandoffRec, Store
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,116 @@ class Planned:
     audience: str = rows.CITIZEN
 
 
+_WANTED = {DRAFT: eng.ACTIVE, RESULT: eng.SUBMITTED, VALIDITY: eng.SUBMITTED}
+
+
+class _Ctx(dict):
+    """The dict a reminder macro gets (`c`), whose keys also read as attributes: Jinja's
+    `c.name` tries the attribute first and falls back to the key on AttributeError, an
+    exception raised and caught at every `c.name` of a plain dict (half the cost of
+    rendering a reminder). Same values: a missing key is still Jinja's undefined."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _Batch:
+    """One dispatch's claimed rows: what deciding them reads, read with one query each,
+    and the outcomes decided, written together (`write`) before the commit.
+
+    The rows are decided one after the other, in claim order, and each sees the outcomes
+    of those before it, as if they had been written at once: a row decided (sent,
+    cancelled or moved later) no longer counts as a later reminder due too, and a
+    citizen's sent count includes the reminders sent to them earlier in the batch (the
+    "first reminder" flag)."""
+
+    def __init__(self) -> None:
+        self.citizens: dict[int, Contact] = {}
+        self.drafts: dict[int, DraftRec | DraftHead] = {}  # with the answers when needed
+        self.prefs: dict[int, tuple[bool, bool]] = {}
+        self.owned: set[int] = set()  # citizens with a case an officer owns (claimed)
+        self.sent_counts: dict[int, int] = {}
+        self._due_drafts: dict[int, list[rows.DueRow]] = {}
+        self._due_cases: dict[int, list[rows.DueRow]] = {}
+        self._cases: dict[int, HandoffRec | None] = {}
+        self._decided: set[int] = set()
+        self._sent: list[int] = []
+        self._cancelled: list[tuple[int, str]] = []
+        self._moved: list[tuple[int, dt.datetime, str]] = []
+
+    @classmethod
+    def read(cls, uow: Any, claimed: list[rows.ReminderRec], now: dt.datetime) -> _Batch:
+        b = cls()
+        citizen_ids = {r.citizen_id for r in claimed}
+        draft_ids = {r.draft_id for r in claimed if r.draft_id is not None}
+        plain = [r for r in claimed if r.kind not in CASE_KINDS]
+        plain_drafts = {r.draft_id for r in plain if r.draft_id is not None}
+        case_ids = {r.handoff_id for r in claimed if r.kind in CASE_KINDS and r.handoff_id}
+        b.citizens = uow.contacts(citizen_ids)
+        # the answers (decrypted, the largest column) only for what the result reminder
+        # says the citizen should bring
+        answers = {r.draft_id for r in plain if r.kind == RESULT and r.draft_id is not None}
+        b.drafts = dict(uow.draft_heads(draft_ids - answers))
+        b.drafts.update((d.id, d) for d in uow.drafts_by_ids(answers))
+        b.prefs = rows.prefs(uow, citizen_ids)
+        if plain:  # only these wait while an officer owns the case
+            b.owned = uow.citizens_with_cases({r.citizen_id for r in plain}, ["claimed"])
+        b.sent_counts = rows.sent_counts(uow, citizen_ids)
+        for r in rows.due_planned(uow, now, draft_ids=plain_drafts):
+            b._due_drafts.setdefault(r.draft_id, []).append(r)  # type: ignore[arg-type]
+        for r in rows.due_planned(uow, now, handoff_ids=case_ids):
+            b._due_cases.setdefault(r.handoff_id, []).append(r)  # type: ignore[arg-type]
+        return b
+
+    def due_of_draft(self, draft_id: int | None) -> list[rows.DueRow]:
+        """The draft's planned reminders due now, those decided in this batch left out."""
+        return [r for r in self._due_drafts.get(draft_id, ()) if r.id not in self._decided]
+
+    def due_of_case(self, handoff_id: int | None) -> list[rows.DueRow]:
+        return [r for r in self._due_cases.get(handoff_id, ()) if r.id not in self._decided]
+
+    def case(self, uow: Any, handoff_id: int) -> HandoffRec | None:
+        """The case (read once per batch: its citizen's and officer's rows come together)."""
+        if handoff_id not in self._cases:
+            self._cases[handoff_id] = uow.handoff(handoff_id)
+        return self._cases[handoff_id]
+
+    def draft(self, uow: Any, draft_id: int) -> DraftRec | DraftHead | None:
+        if draft_id not in self.drafts:
+            found = uow.draft(draft_id)
+            if found is None:
+                return None
+            self.drafts[draft_id] = found
+        return self.drafts[draft_id]
+
+    def send(self, rem: rows.ReminderRec) -> bool:
+        """The row is sent; whether it is the first reminder its citizen gets (an
+        officer's reminder about their case is not counted)."""
+        self._decided.add(rem.id)
+        self._sent.append(rem.id)
+        if rem.audience != rows.CITIZEN:
+            return False
+        before = self.sent_counts.get(rem.citizen_id, 0)
+        self.sent_counts[rem.citizen_id] = before + 1
+        return before == 0
+
+    def cancel(self, rem: rows.ReminderRec, reason: str) -> None:
+        self._decided.add(rem.id)
+        self._cancelled.append((rem.id, reason))
+
+    def move(self, rem: rows.ReminderRec, due_at: dt.datetime, note: str) -> None:
+        self._decided.add(rem.id)
+        self._moved.append((rem.id, due_at, note))
+
+    def write(self, uow: Any, now: dt.datetime) -> None:
+        rows.settle(uow, now, sent=self._sent, cancelled=self._cancelled, moved=self._moved)
+
+
 class Reminders:
     def __init__(
         self,
@@ -261,11 +371,12 @@ class Reminders:
         self.cfg = config or ReminderConfig()
         self.holidays = load_holidays() if holidays is None else holidays
         self._t = catalog.env.get_template("reminders.j2").module
+        self._labels: dict[str, str] = {}
 
     def t(self, macro: str, /, **ctx: Any) -> str:
-        return tidy(str(getattr(self._t, macro)(ctx)))
+        return tidy(str(getattr(self._t, macro)(_Ctx(ctx))))
 
-    def tz_of(self, citizen: CitizenRec) -> ZoneInfo:
+    def tz_of(self, citizen: CitizenRec | Contact) -> ZoneInfo:
         if citizen.timezone:
             try:
                 return ZoneInfo(citizen.timezone)
@@ -427,24 +538,42 @@ class Reminders:
 
     # ------------------------------------------------------------------ sending
     def dispatch(self, now: dt.datetime) -> list[Delivery]:
-        """Claim the reminders due at `now`, decide each, commit, and return what to send."""
+        """Claim the reminders due at `now`, decide each, commit, and return what to send.
+
+        What the decisions read (citizens, drafts, preferences, cases owned by an officer,
+        the later reminders due too, how many reminders each citizen was sent) is read
+        for the whole batch at once; the outcomes are written together before the commit
+        (`_Batch`). The rows are decided in claim order, as if one after the other."""
         out: list[Delivery] = []
         with self.store.unit_of_work() as uow:
-            for rem in rows.claim_due(uow, now, self.cfg.batch):
-                delivery = self._decide(uow, rem, now)
+            claimed = rows.claim_due(uow, now, self.cfg.batch)
+            if not claimed:
+                return out
+            batch = _Batch.read(uow, claimed, now)
+            for rem in claimed:
+                if rem.kind in CASE_KINDS:
+                    delivery = self._decide_case(uow, batch, rem, now)
+                else:
+                    delivery = self._decide(batch, rem, now)
                 if delivery is not None:
                     out.append(delivery)
+            batch.write(uow, now)
             uow.commit()
         return out
 
-    def _decide(self, uow: Any, rem: rows.ReminderRec, now: dt.datetime) -> Delivery | None:
-        if rem.kind in CASE_KINDS:
-            return self._decide_case(uow, rem, now)
-        citizen = uow.citizen_by_id(rem.citizen_id)
-        draft = uow.draft(rem.draft_id) if rem.draft_id is not None else None
+    def _label(self, macro: str) -> str:
+        """A button's label (the same text every time)."""
+        label = self._labels.get(macro)
+        if label is None:
+            label = self._labels[macro] = self.t(macro)
+        return label
+
+    def _decide(self, batch: _Batch, rem: rows.ReminderRec, now: dt.datetime) -> Delivery | None:
+        citizen = batch.citizens.get(rem.citizen_id)
+        draft = batch.drafts.get(rem.draft_id) if rem.draft_id is not None else None
         proc = self.catalog.get(draft.procedure_id) if draft is not None else None
-        stopped, unreachable = rows.pref(uow, rem.citizen_id)
-        wanted = {DRAFT: eng.ACTIVE, RESULT: eng.SUBMITTED, VALIDITY: eng.SUBMITTED}.get(rem.kind)
+        stopped, unreachable = batch.prefs.get(rem.citizen_id, (False, False))
+        wanted = _WANTED.get(rem.kind)
         reason = ""
         if citizen is None or draft is None or proc is None or wanted is None:
             reason = "gone"
@@ -454,38 +583,36 @@ class Reminders:
             reason = "stopped"
         elif draft.status != wanted:
             reason = draft.status
-        elif any(
-            r.kind == rem.kind and r.seq > rem.seq and r.due_at <= now
-            for r in rows.reminders(uow, draft_id=draft.id, statuses=[rows.PLANNED])
-        ):
+        elif any(r.kind == rem.kind and r.seq > rem.seq for r in batch.due_of_draft(rem.draft_id)):
             reason = "superseded"  # a later one is due too (the bot was down): send that one
         if reason:
-            rows.finish(uow, rem.id, rows.CANCELLED, now, reason)
+            batch.cancel(rem, reason)
             return None
         assert citizen is not None and draft is not None and proc is not None
-        if uow.handoffs(citizen_id=citizen.id, statuses=["claimed"]):
-            later = now + dt.timedelta(minutes=self.cfg.owner_recheck_minutes)
-            rows.move(uow, rem.id, later, "officer")
+        if citizen.id in batch.owned:
+            batch.move(rem, now + dt.timedelta(minutes=self.cfg.owner_recheck_minutes), "officer")
             return None
         tz = self.tz_of(citizen)
         if in_quiet(now.astimezone(tz), self.cfg):
-            rows.move(uow, rem.id, after_quiet(now, tz, self.cfg), "quiet")
+            batch.move(rem, after_quiet(now, tz, self.cfg), "quiet")
             return None
-        first = rows.sent_count(uow, citizen.id) == 0
+        first = batch.send(rem)
         ctx = {
             "proc": proc,
             "subject": draft.subject,
             "code": draft.dossier_code,
             "first": first,
         }
-        label = self.t("button_continue" if rem.kind == DRAFT else "button_open")
+        label = self._label("button_continue" if rem.kind == DRAFT else "button_open")
         buttons = [(Button(label, f"{BUTTON_KEY}.{rem.kind}.{draft.short_id}"),)]
         if rem.kind == DRAFT:
             macro = f"draft_{min(rem.seq, 2)}"
         elif rem.kind == RESULT:
             macro = "result_check"
+            assert isinstance(draft, DraftRec)  # read with its answers (_Batch.read)
             ctx["collect"] = self._collect(proc, draft, now.astimezone(tz).date())
-            buttons.append((Button(self.t("button_got"), f"{BUTTON_KEY}.{GOT}.{draft.short_id}"),))
+            got = Button(self._label("button_got"), f"{BUTTON_KEY}.{GOT}.{draft.short_id}")
+            buttons.append((got,))
         else:
             macro = "validity_expiring"
             ctx["months"] = proc.validity_months
@@ -495,10 +622,9 @@ class Reminders:
                     ctx[key] = dt.date.fromisoformat(str(rem.data.get(key)))
                 except ValueError:
                     ctx[key] = None
-            used = Button(self.t("button_used"), f"{BUTTON_KEY}.{USED}.{draft.short_id}")
+            used = Button(self._label("button_used"), f"{BUTTON_KEY}.{USED}.{draft.short_id}")
             buttons.insert(0, (used,))
         reply = Reply(self.t(macro, **ctx), tuple(buttons), "choice")
-        rows.finish(uow, rem.id, rows.SENT, now)
         return Delivery(Target(citizen.channel, citizen.external_id), reply=reply)
 
     @staticmethod
@@ -510,10 +636,12 @@ class Reminders:
         answers, _ = eng.effective_answers(proc, eng.migrate_state(proc, draft.payload), today)
         return [f.text for f in proc.collect if conditions.holds(f.when, answers, today)]
 
-    def _decide_case(self, uow: Any, rem: rows.ReminderRec, now: dt.datetime) -> Delivery | None:
+    def _decide_case(
+        self, uow: Any, batch: _Batch, rem: rows.ReminderRec, now: dt.datetime
+    ) -> Delivery | None:
         """A call-back or appointment reminder: sent even while an officer owns the case."""
-        case = uow.handoff(rem.handoff_id) if rem.handoff_id is not None else None
-        citizen = uow.citizen_by_id(rem.citizen_id)
+        case = batch.case(uow, rem.handoff_id) if rem.handoff_id is not None else None
+        citizen = batch.citizens.get(rem.citizen_id)
         start = _instant(rem.data.get("at"))
         for_citizen = rem.audience == rows.CITIZEN
         reason = ""
@@ -532,27 +660,24 @@ class Reminders:
         elif not self.cfg.enabled:
             reason = "stopped"
         elif for_citizen:
-            stopped, unreachable = rows.pref(uow, rem.citizen_id)
+            stopped, unreachable = batch.prefs.get(rem.citizen_id, (False, False))
             reason = "unreachable" if unreachable else "stopped" if stopped else ""
         if not reason and any(
             r.kind == rem.kind and r.audience == rem.audience and r.seq > rem.seq
-            for r in rows.reminders(
-                uow, handoff_id=rem.handoff_id, kinds=[rem.kind], statuses=[rows.PLANNED]
-            )
-            if r.due_at <= now
+            for r in batch.due_of_case(rem.handoff_id)
         ):
             reason = "superseded"
         if reason:
-            rows.finish(uow, rem.id, rows.CANCELLED, now, reason)
+            batch.cancel(rem, reason)
             return None
         assert case is not None and citizen is not None and start is not None
         tz = self.tz_of(citizen) if for_citizen else self.tz
         if in_quiet(now.astimezone(tz), self.cfg):
             later = after_quiet(now, tz, self.cfg)
             if later < start:
-                rows.move(uow, rem.id, later, "quiet")
+                batch.move(rem, later, "quiet")
             else:
-                rows.finish(uow, rem.id, rows.CANCELLED, now, "quiet_late")
+                batch.cancel(rem, "quiet_late")
             return None
         end = _instant(rem.data.get("end"))
         ctx = {
@@ -566,18 +691,17 @@ class Reminders:
             "office_phone": rem.data.get("phone") or "",
         }
         if for_citizen:
-            rows.finish(uow, rem.id, rows.SENT, now)
-            ctx["first"] = rows.sent_count(uow, citizen.id) == 1  # this one, just counted
-            draft = uow.draft(case.draft_id) if case.draft_id else None
+            ctx["first"] = batch.send(rem)
+            draft = batch.draft(uow, case.draft_id) if case.draft_id else None
             buttons: tuple = ()
             if draft is not None:
                 data = f"{BUTTON_KEY}.{rem.kind}.{draft.short_id}"
-                buttons = ((Button(self.t("button_open"), data),),)
+                buttons = ((Button(self._label("button_open"), data),),)
             reply = Reply(
                 self.t(f"{rem.kind}_citizen", **ctx), buttons, "choice" if buttons else "none"
             )
             return Delivery(Target(citizen.channel, citizen.external_id), reply=reply)
-        view = ((Button(self.t("button_view_case"), f"o.v.{case.id}"),),)
+        view = ((Button(self._label("button_view_case"), f"o.v.{case.id}"),),)
         group = None
         if case.group_chat_id is not None:
             text = self.t(f"{rem.kind}_officer", owner=False, **ctx)
@@ -587,7 +711,7 @@ class Reminders:
                 reply_to_id=None if case.topic_id else case.group_message_id,
             )
         if case.claimed_by:
-            rows.finish(uow, rem.id, rows.SENT, now)
+            batch.send(rem)
             text = self.t(f"{rem.kind}_officer", owner=True, **ctx)
             return ReminderDelivery(
                 Target(citizen.channel, case.claimed_by),
@@ -595,9 +719,9 @@ class Reminders:
                 fallback=group,
             )
         if group is None:  # no officers' group: nobody to tell
-            rows.finish(uow, rem.id, rows.CANCELLED, now, "no_officer")
+            batch.cancel(rem, "no_officer")
             return None
-        rows.finish(uow, rem.id, rows.SENT, now)
+        batch.send(rem)
         return group
 
     # ------------------------------------------------------------------ operators

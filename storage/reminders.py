@@ -11,6 +11,11 @@ Rows go with their citizen and draft (ON DELETE CASCADE): deleting a draft or er
 citizen's data removes their reminders.
 
 Functions take the `UnitOfWork` and run inside its transaction; the caller commits.
+
+A dispatch reads what it needs for its whole claimed batch with one query each (`prefs`,
+`sent_counts`, `due_planned`) and writes the outcomes with `settle`, in bulk, before it
+commits: those statements are built once, with bind parameters, so SQLAlchemy compiles
+each of them once per process.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Index, Table, func, insert, select, update
+from sqlalchemy import Index, Table, bindparam, func, insert, select, update
 from sqlmodel import JSON, Field, Session, SQLModel
 
+from storage.db import AnyOf
 from storage.models import UTCDateTime
 
 PLANNED, SENT, CANCELLED = "planned", "sent", "cancelled"
@@ -286,6 +292,133 @@ def move(uow: Any, reminder_id: int, due_at: datetime, note: str) -> None:
         .where(_REM.c.id == reminder_id)
         .values(status=PLANNED, due_at=_utc(due_at), note=note[:40])
     )
+
+
+# ----------------------------------------------------------------------------- batches
+# One statement per question for a whole claimed batch, built once with the ids as one
+# bound list (storage.db.AnyOf): compiled once per process, whatever the batch's size.
+
+# Only the ids filter the rows read, so that the index on them is the one used: SQLite
+# (no statistics) would otherwise pick ix_reminder_status_due and walk every sent or
+# planned row of the table. A citizen, draft or case has a handful of rows.
+_LIGHT = (
+    _REM.c.id,
+    _REM.c.draft_id,
+    _REM.c.handoff_id,
+    _REM.c.kind,
+    _REM.c.seq,
+    _REM.c.audience,
+    _REM.c.status,
+    _REM.c.due_at,
+)
+_ROWS_OF_DRAFTS = select(*_LIGHT).where(AnyOf(_REM.c.draft_id, "ids"))
+_ROWS_OF_CASES = select(*_LIGHT).where(AnyOf(_REM.c.handoff_id, "ids"))
+_PREFS = select(_PREF.c.citizen_id, _PREF.c.stopped, _PREF.c.unreachable).where(
+    AnyOf(_PREF.c.citizen_id, "ids")
+)
+_SENT_COUNTS = (
+    select(
+        _REM.c.citizen_id,
+        func.count().filter((_REM.c.status == SENT) & (_REM.c.audience == CITIZEN)),
+    )
+    .where(AnyOf(_REM.c.citizen_id, "ids"))
+    .group_by(_REM.c.citizen_id)
+)
+# the outcomes: the rows given the same values are written by one UPDATE
+_SET_SENT = (
+    update(_REM)
+    .where(AnyOf(_REM.c.id, "ids"))
+    .values(status=SENT, note="", sent_at=bindparam("at"))
+)
+_SET_CANCELLED = (
+    update(_REM).where(AnyOf(_REM.c.id, "ids")).values(status=CANCELLED, note=bindparam("why"))
+)
+_SET_MOVED = (
+    update(_REM)
+    .where(AnyOf(_REM.c.id, "ids"))
+    .values(status=PLANNED, due_at=bindparam("at"), note=bindparam("why"))
+)
+
+
+class DueRow(NamedTuple):
+    """A planned reminder due now, as `due_planned` gives it (no data, no times but due)."""
+
+    id: int
+    draft_id: int | None
+    handoff_id: int | None
+    kind: str
+    seq: int
+    audience: str
+    due_at: datetime
+
+
+def due_planned(
+    uow: Any,
+    now: datetime,
+    *,
+    draft_ids: Iterable[int] = (),
+    handoff_ids: Iterable[int] = (),
+) -> list[DueRow]:
+    """The planned reminders due at `now` or earlier of these drafts, or of these cases
+    (give one of the two)."""
+    if draft_ids and handoff_ids:
+        raise ValueError("due_planned: drafts or cases, not both")
+    ids = sorted(set(draft_ids or handoff_ids))
+    if not ids:
+        return []
+    stmt = _ROWS_OF_DRAFTS if draft_ids else _ROWS_OF_CASES
+    now = _utc(now)
+    return [
+        DueRow(rid, draft_id, handoff_id, kind, seq, audience, due_at)
+        for rid, draft_id, handoff_id, kind, seq, audience, status, due_at in _session(uow).exec(
+            stmt, params={"ids": ids}
+        )
+        if status == PLANNED and due_at <= now
+    ]
+
+
+def prefs(uow: Any, citizen_ids: Iterable[int]) -> dict[int, tuple[bool, bool]]:
+    """(stopped, unreachable) per citizen that has a preference row (others: both False)."""
+    ids = sorted(set(citizen_ids))
+    if not ids:
+        return {}
+    found = _session(uow).exec(_PREFS, params={"ids": ids})
+    return {cid: (bool(stopped), bool(unreachable)) for cid, stopped, unreachable in found}
+
+
+def sent_counts(uow: Any, citizen_ids: Iterable[int]) -> dict[int, int]:
+    """`sent_count` for many citizens at once (0 for those without reminders)."""
+    ids = sorted(set(citizen_ids))
+    if not ids:
+        return {}
+    return {cid: int(n) for cid, n in _session(uow).exec(_SENT_COUNTS, params={"ids": ids})}
+
+
+def settle(
+    uow: Any,
+    now: datetime,
+    *,
+    sent: Iterable[int] = (),
+    cancelled: Iterable[tuple[int, str]] = (),
+    moved: Iterable[tuple[int, datetime, str]] = (),
+) -> None:
+    """The outcomes of claimed reminders, written together: `sent` ids (as `finish` with
+    SENT), `cancelled` (id, reason) and `moved` (id, new due time, note). Rows sharing
+    their new values are written by one statement."""
+    s = _session(uow)
+    ids = list(sent)
+    if ids:
+        s.exec(_SET_SENT, params={"ids": ids, "at": _utc(now)})
+    reasons: dict[str, list[int]] = {}
+    for rid, note in cancelled:
+        reasons.setdefault(note[:40], []).append(rid)
+    for note, ids in reasons.items():
+        s.exec(_SET_CANCELLED, params={"ids": ids, "why": note})
+    later: dict[tuple[datetime, str], list[int]] = {}
+    for rid, due_at, note in moved:
+        later.setdefault((_utc(due_at), note[:40]), []).append(rid)
+    for (due_at, note), ids in later.items():
+        s.exec(_SET_MOVED, params={"ids": ids, "at": due_at, "why": note})
 
 
 def reminders(

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlmodel import Session
 
 from storage import crypto
-from storage.db import alembic_config, at_heads, make_engine
+from storage.db import AnyOf, alembic_config, at_heads, make_engine
 from storage.models import Audit, Citizen, Draft, Fact, Handoff
 
 DRAFT_STATUSES = frozenset({"active", "completed", "submitted", "cancelled", "exited"})
@@ -59,6 +59,27 @@ _CASE_COLUMNS = frozenset(
     }
 )
 _CASE_TIMES = frozenset({"closed_at", "claimed_at", "callback_done_at", "announced_at"})
+# many rows by id in one query (a batch): built once, the ids as one bound list
+_CONTACTS = select(
+    _CITIZEN.c.id, _CITIZEN.c.channel, _CITIZEN.c.external_id, _CITIZEN.c.timezone
+).where(AnyOf(_CITIZEN.c.id, "ids"))
+_DRAFT_HEADS = select(
+    _DRAFT.c.id,
+    _DRAFT.c.short_id,
+    _DRAFT.c.citizen_id,
+    _DRAFT.c.procedure_id,
+    _DRAFT.c.status,
+    _DRAFT.c.subject,
+    _DRAFT.c.dossier_code,
+).where(AnyOf(_DRAFT.c.id, "ids"))
+_CITIZENS_WITH_CASES = (
+    select(_HANDOFF.c.citizen_id)
+    .where(
+        AnyOf(_HANDOFF.c.citizen_id, "ids"),
+        _HANDOFF.c.status.in_(bindparam("statuses", expanding=True)),
+    )
+    .distinct()
+)
 
 
 @dataclass
@@ -90,6 +111,31 @@ class DraftRec:
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Where to reach a citizen, and their time zone: the citizen's columns a reminder
+    needs, none of them encrypted (reading many costs no decryption)."""
+
+    id: int
+    channel: str
+    external_id: str
+    timezone: str | None
+
+
+@dataclass(frozen=True)
+class DraftHead:
+    """A draft without its answers (the payload, the largest column to decrypt): what a
+    reminder about it shows and checks."""
+
+    id: int
+    short_id: str
+    citizen_id: int
+    procedure_id: str
+    status: str
+    subject: str  # personal: never log it
+    dossier_code: str | None
 
 
 @dataclass
@@ -210,6 +256,14 @@ class UnitOfWork:
     def citizen_by_id(self, citizen_id: int) -> CitizenRec | None:
         row = self._s.exec(select(_CITIZEN).where(_CITIZEN.c.id == citizen_id)).first()
         return _citizen_rec(row) if row is not None else None
+
+    def contacts(self, citizen_ids: Iterable[int]) -> dict[int, Contact]:
+        """How to reach the citizens with these ids that still exist, by id (one query)."""
+        wanted = sorted(set(citizen_ids))
+        if not wanted:
+            return {}
+        found = self._s.exec(_CONTACTS, params={"ids": wanted})
+        return {row[0]: Contact(*row) for row in found}
 
     def add_citizen(
         self, channel: str, external_id: str, display_name: str, username: str, now: datetime
@@ -333,6 +387,15 @@ class UnitOfWork:
         stmt = select(_DRAFT).where(_DRAFT.c.id.in_(wanted)).order_by(_DRAFT.c.id)
         return [_draft_rec(row) for row in self._s.exec(stmt)]
 
+    def draft_heads(self, draft_ids: Iterable[int]) -> dict[int, DraftHead]:
+        """The drafts with these ids that still exist, without their answers, by id."""
+        wanted = sorted(set(draft_ids))
+        if not wanted:
+            return {}
+        return {
+            row[0]: DraftHead(*row) for row in self._s.exec(_DRAFT_HEADS, params={"ids": wanted})
+        }
+
     def _free_short_id(self) -> str:
         for _ in range(20):
             candidate = "".join(secrets.choice(SHORT_ID_ALPHABET) for _ in range(SHORT_ID_LENGTH))
@@ -435,6 +498,14 @@ class UnitOfWork:
             stmt = stmt.where(_HANDOFF.c.created_at >= _utc(since))
         stmt = stmt.order_by(_HANDOFF.c.created_at, _HANDOFF.c.id)
         return [HandoffRec(**row._mapping) for row in self._s.exec(stmt)]
+
+    def citizens_with_cases(self, citizen_ids: Iterable[int], statuses: Iterable[str]) -> set[int]:
+        """Which of these citizens have a case in one of `statuses` (one query)."""
+        wanted = sorted(set(citizen_ids))
+        if not wanted:
+            return set()
+        params = {"ids": wanted, "statuses": list(statuses)}
+        return {row[0] for row in self._s.exec(_CITIZENS_WITH_CASES, params=params)}
 
     def update_handoff(
         self,
