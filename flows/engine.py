@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.render import Renderer, split_text
+from flows.render import MacroArgs, Renderer, split_text
 from flows.types import Attachment, Button, Command, Event, Other, Press, Reply, Text
 from procedures import conditions, validators
 from procedures.model import FieldSpec, Procedure
@@ -104,9 +104,10 @@ def _clone(value: Any) -> Any:
     copy.deepcopy; anything else is handed to copy.deepcopy."""
     kind = type(value)
     if kind is dict:
-        return {k: _clone(v) for k, v in value.items()}
+        # scalars are taken as they are without a call per value (most of a state)
+        return {k: v if type(v) in _IMMUTABLE else _clone(v) for k, v in value.items()}
     if kind is list:
-        return [_clone(v) for v in value]
+        return [v if type(v) in _IMMUTABLE else _clone(v) for v in value]
     if kind in _IMMUTABLE:
         return value
     return copy.deepcopy(value)
@@ -134,7 +135,7 @@ def migrate_state(proc: Procedure, state: dict[str, Any]) -> dict[str, Any]:
     st = _clone(state)
     for k, v in new_state(proc).items():
         st.setdefault(k, v)
-    renames = proc.renames()
+    renames = _plan(proc).renames
     for bucket in ("answers", "shown", "failures"):
         data = st.get(bucket) or {}
         for old, new in renames.items():
@@ -167,32 +168,154 @@ class _Analysis:
 
 
 _EFF_CACHE: dict[tuple, _Analysis] = {}
+# the last analysis looked up: (proc, today, answers, shown, result, memo key), answers
+# and shown copied. A step asks for the same answers several times in a row, and
+# comparing two dicts is cheaper than building the sorted memo key again; equal dicts
+# are equal keys (only states whose values are all hashable get here: JSON scalars)
+_LAST: tuple | None = None
 
 
 def _analysis(proc: Procedure, state: dict[str, Any], today: dt.date) -> _Analysis:
     """Effective answers and applicable fields, memoised on (procedure, day, answers,
     shown): a step asks for them several times (current field, progress, review)."""
+    global _LAST
     raw = state["answers"]
+    shown_in = state["shown"]
+    last = _LAST  # one read: another thread may replace it meanwhile
+    if (
+        last is not None
+        and last[0] is proc
+        and last[1] == today
+        and last[2] == raw
+        and last[3] == shown_in
+        and _EFF_CACHE.get(last[5]) is last[4]  # not cleared since (benchmarks clear it)
+    ):
+        return last[4]
     try:
         key = (
             proc.id,
             proc.version,
             today,
             tuple(sorted(raw.items())),
-            tuple(sorted(state["shown"].items())),
+            tuple(sorted(shown_in.items())),
         )
         hit = _EFF_CACHE.get(key)
     except TypeError:  # an unhashable stored value: compute without the cache
         key, hit = None, None
-    if hit is not None:
-        return hit
-    answers, shown = _compute_effective(proc, state, today)
-    result = _Analysis(answers, shown, tuple(applicable(proc, answers, today)))
-    if key is not None:
-        if len(_EFF_CACHE) > 2048:
-            _EFF_CACHE.clear()
-        _EFF_CACHE[key] = result
-    return result
+    if hit is None:
+        hit = _compute_analysis(proc, state, today)
+        if key is not None:
+            if len(_EFF_CACHE) > 2048:
+                _EFF_CACHE.clear()
+            _EFF_CACHE[key] = hit
+    if key is not None:  # hashable values: the copies below cannot change under us
+        _LAST = (proc, today, dict(raw), dict(shown_in), hit, key)
+    return hit
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the engine reads of a procedure at every analysis, looked up once: the asked
+    fields with their condition as a callable (None: always holds) and whether the
+    condition reads earlier asked fields only (then it holds over the answers so far
+    exactly when it holds over all effective answers, see _compute_analysis), and the
+    computed fields with their condition."""
+
+    proc: Procedure
+    asked: tuple[tuple[FieldSpec, Any, bool], ...]
+    computed: tuple[tuple[FieldSpec, Any], ...]
+    renames: dict[str, str]
+    # field id -> every name its validators read (their parameters, the names in their
+    # conditions); None when a condition does not parse (the engine then asks as it goes)
+    validator_reads: dict[str, frozenset[str] | None]
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(proc: Procedure) -> _Plan:
+    plan = _PLANS.get(id(proc))
+    if plan is not None and plan.proc is proc:
+        return plan
+    asked_ids = [f.id for f in proc.fields if f.asked]
+    computed_ids = {f.id for f in proc.fields if not f.asked}
+    # a field named like a namespace function would change `has`/`today` in the walk
+    shadowing = bool({"has", "age", "today"} & set(asked_ids))
+    asked = []
+    for i, f in enumerate(f for f in proc.fields if f.asked):
+        names = conditions.reads(f.when) if f.when else frozenset()
+        not_yet = computed_ids.union(asked_ids[i:])
+        prefix = not shadowing and names is not None and not (names & not_yet)
+        asked.append((f, conditions.predicate(f.when), prefix))
+    computed = tuple((f, conditions.predicate(f.when)) for f in proc.fields if not f.asked)
+    plan = _Plan(proc, tuple(asked), computed, proc.renames(), _validator_reads(proc))
+    if len(_PLANS) > 64:
+        _PLANS.clear()
+    _PLANS[id(proc)] = plan
+    return plan
+
+
+def _validator_reads(proc: Procedure) -> dict[str, frozenset[str] | None]:
+    out: dict[str, frozenset[str] | None] = {}
+    for g in proc.fields:
+        names: set[str] | None = set()
+        for v in g.validators:
+            names.update(str(x) for x in v.params.values())
+            if v.when:
+                try:
+                    names.update(conditions.names_in(v.when))
+                except Exception:
+                    names = None
+                    break
+        out[g.id] = None if names is None else frozenset(names)
+    return out
+
+
+def _compute_analysis(proc: Procedure, state: dict[str, Any], today: dt.date) -> _Analysis:
+    """_compute_effective and applicable() in one walk. An asked field's condition is
+    evaluated once, over the answers of the fields before it, when it reads only those
+    (what procedures declare: conditions depend on earlier answers): those answers are
+    the same among all effective answers, so it gives what applicable() gives. Any
+    other condition is evaluated again over all effective answers, as applicable() does."""
+    plan = _plan(proc)
+    raw = state["answers"]
+    shown_in = state["shown"]
+    answers: dict[str, Any] = {}
+    shown: dict[str, str] = {}
+    ns = conditions.namespace(answers, today)
+    holds: list[bool | None] = []
+    for f, check, prefix in plan.asked:
+        fid = f.id
+        if fid in raw:
+            ok = check is None or check(ns)
+            if ok:
+                value = raw[fid]
+                answers[fid] = value
+                ns[fid] = value
+                shown[fid] = shown_in.get(fid, str(value))
+            holds.append(ok if prefix else None)
+        elif prefix:
+            holds.append(check is None or check(ns))
+        else:
+            holds.append(None)
+    if plan.computed:
+        ctx = template_ctx(proc, answers, shown, today)
+        ns = conditions.namespace(answers, today)
+        for f, check in plan.computed:
+            if check is None or check(ns):
+                value = conditions.render_string(f.value or "", ctx).strip()
+                answers[f.id] = value
+                shown[f.id] = value
+    fields = []
+    final = None
+    for (f, check, _prefix), ok in zip(plan.asked, holds, strict=True):
+        if ok is None:
+            if final is None:
+                final = conditions.namespace(answers, today)
+            ok = check is None or check(final)
+        if ok:
+            fields.append(f)
+    return _Analysis(answers, shown, tuple(fields))
 
 
 def effective_answers(
@@ -675,14 +798,19 @@ class Engine:
         purpose against the number of copies): check the answers whose validators read
         the changed field again; a failing one is removed, so it is asked again."""
         dropped: list[str] = []
+        known = _plan(self.proc).validator_reads
         for g in self.proc.fields:
             if g.id == changed.id or g.id not in self.s["answers"]:
                 continue
-            reads = any(
-                changed.id in [str(x) for x in v.params.values()]
-                or (v.when and changed.id in conditions.names_in(v.when))
-                for v in g.validators
-            )
+            names = known[g.id]
+            if names is not None:
+                reads = changed.id in names
+            else:
+                reads = any(
+                    changed.id in [str(x) for x in v.params.values()]
+                    or (v.when and changed.id in conditions.names_in(v.when))
+                    for v in g.validators
+                )
             if not reads:
                 continue
             answers, shown = self._eff()
@@ -839,8 +967,10 @@ class Engine:
             self._render_review()
             return
         index, total = progress(self.proc, self.s, f, self.c.today)
-        ctx = self._tctx()
-        question = conditions.render_string(f.question, ctx)
+        # a question without a template is its own text (render_string says the same)
+        question = f.question
+        if "{" in question:
+            question = conditions.render_string(question, self._tctx())
         previous = self.s["shown"].get(f.id) if f.id in self.s["answers"] else None
         pending = self.s.get("pending")
         rows: list[list[Button]] = []
@@ -866,7 +996,7 @@ class Engine:
             rows.append([self._btn("ok", "ok")])
         for i, s in enumerate(f.suggest):
             rows.append([Button(s, self._data(f"s:{i}"))])
-        stage_title = self.r.msg("stage_title", stage=f.stage)
+        stage_title = self.r.msg_memo("stage_title", stage=f.stage)
         text = self.r.msg(
             "question",
             index=index,
@@ -891,19 +1021,19 @@ class Engine:
         items = []
         for i, f in enumerate(fields, start=1):
             items.append(
-                {
-                    "n": i,
-                    "label": f.label,
-                    "value": shown.get(f.id),
-                    "skipped": f.id in self.s["skipped"],
-                    "section": f.section,
-                    "stage": f.stage,
-                }
+                MacroArgs(  # a dict whose keys the template reads as attributes cheaply
+                    n=i,
+                    label=f.label,
+                    value=shown.get(f.id),
+                    skipped=f.id in self.s["skipped"],
+                    section=f.section,
+                    stage=f.stage,
+                )
             )
         sections = {s.id: s.title for s in self.proc.sections}
         text = self.r.msg("review", proc=self.proc, items=items, sections=sections)
         edit_buttons = [
-            Button(self.r.msg("edit_label", n=i), self._data("e:" + f.id))
+            Button(self.r.msg_memo("edit_label", n=i), self._data("e:" + f.id))
             for i, f in enumerate(fields, start=1)
         ]
         rows = [[self._btn("confirm", "confirm")]]

@@ -23,6 +23,7 @@ class Renderer:
         self.catalog = catalog
         self._messages = catalog.env.get_template("messages.j2").module
         self._errors = catalog.env.get_template("errors.j2").module
+        self._memo: dict[tuple, str] = {}
 
     # -- labels
     def label(self, key: str) -> str:
@@ -31,13 +32,25 @@ class Renderer:
     # -- messages
     def msg(self, macro_name: str, /, **ctx: Any) -> str:
         macro = getattr(self._messages, macro_name)
-        return tidy(str(macro(ctx)))
+        return tidy(str(macro(MacroArgs(ctx))))
+
+    def msg_memo(self, macro_name: str, /, **ctx: Any) -> str:
+        """msg() for a macro whose text depends on its (hashable) arguments alone, such as
+        a button label with a number: each distinct call is rendered once."""
+        key = (macro_name, *((k, type(v), v) for k, v in sorted(ctx.items())))
+        text = self._memo.get(key)
+        if text is None:
+            text = self.msg(macro_name, **ctx)
+            if len(self._memo) > 4096:
+                self._memo.clear()
+            self._memo[key] = text
+        return text
 
     def error(self, code: str, params: Mapping[str, Any]) -> str:
         macro = getattr(self._errors, code, None)
         if macro is None:
             macro = self._errors.invalid
-        return tidy(str(macro(dict(params))))
+        return tidy(str(macro(MacroArgs(params))))
 
     def has_error(self, code: str) -> bool:
         return hasattr(self._errors, code)
@@ -66,6 +79,24 @@ class Renderer:
                 }
             )
         return out
+
+
+class MacroArgs(dict):
+    """The dict a message macro gets (`c`), whose keys also read as attributes.
+
+    A template's `c.name` is Jinja's getattr: the attribute first, the key when the
+    attribute raises AttributeError. For a plain dict that is an exception raised and
+    caught at every `c.name` (most of the cost of a message); here the key comes without
+    one. Same values: a dict's own attributes (get, items...) still come first, and a
+    missing key is still Jinja's undefined."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def tidy(text: str) -> str:
