@@ -52,6 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             group_interval=settings.pacing[1],
             per_second=settings.pacing[2],
         ),
+        concurrent_updates=settings.concurrent_updates,
+        worker_threads=settings.worker_threads or None,
     )
     if service.reminders is not None and settings.reminders.enabled:
         from bot.reminders import schedule

@@ -51,6 +51,11 @@ class Settings:
     # outbound pacing (bot/pacing.py): seconds between two messages to one private chat,
     # to one group, and messages per second overall; 0 switches that limit off
     pacing: tuple[float, float, float] = (1.0, 3.0, 25.0)
+    # concurrency (bot/telegram.py): updates handled at once (MOTCUA_CONCURRENT_UPDATES) and
+    # the threads running the conversation service (MOTCUA_WORKER_THREADS, 0: asyncio's
+    # default, min(32, CPUs + 4))
+    concurrent_updates: int = 24
+    worker_threads: int = 0
 
     @property
     def officers_configured(self) -> bool:
@@ -124,6 +129,8 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
     communes_file, officer_chat_id, officer_ids, reannounce = _officer_settings(env)
     log_format, metrics_port, metrics_host = _ops_settings(env)
     pacing = _pacing_settings(env)
+    concurrent_updates = _int_setting(env, "MOTCUA_CONCURRENT_UPDATES", 24, 1, 256)
+    worker_threads = _int_setting(env, "MOTCUA_WORKER_THREADS", 0, 0, 256)
     try:
         reminders = ReminderConfig.from_env(env)
         privacy = PrivacyConfig.from_env(env)
@@ -148,7 +155,18 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         pacing=pacing,
+        concurrent_updates=concurrent_updates,
+        worker_threads=worker_threads,
     )
+
+
+def _int_setting(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SettingsError(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
 
 
 def _pacing_settings(env: dict[str, str]) -> tuple[float, float, float]:

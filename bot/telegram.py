@@ -22,6 +22,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from telegram import (
@@ -80,7 +81,8 @@ _HARMLESS = {
 # (bot/http.py) and keeps the same bound. 24 in flight keep one process busy up to
 # ~100 ms round trips to the Bot API (a press takes three calls); farther away, raise it
 # (README, Performance).
-MAX_CONCURRENT_UPDATES = 24
+MAX_CONCURRENT_UPDATES = 24  # MOTCUA_CONCURRENT_UPDATES (bot/settings.py)
+_THREADS_KEY = "motcua_worker_threads"
 
 # httpcore (1.0.x) runs `import sniffio` on every request; when sniffio is not installed
 # (anyio >= 4.11 no longer brings it) that failed import searches sys.path each time and
@@ -691,6 +693,11 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def prepare_bot(app: Application) -> None:
     """Publish the command menu and (polling) make sure no webhook blocks polling."""
     handler: Handler = app.bot_data[_HANDLER_KEY]
+    threads = app.bot_data.get(_THREADS_KEY)
+    if threads:  # the conversation service runs in these (asyncio.to_thread)
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(threads, thread_name_prefix="motcua-worker")
+        )
     if not app.bot_data.get(WEBHOOK_KEY):
         await app.bot.delete_webhook()
     await app.bot.set_my_commands(handler.commands())
@@ -709,6 +716,8 @@ def build_application(
     tick_seconds: float | None = None,
     inbox: Inbox | None = None,
     pacer: Pacer | None = None,
+    concurrent_updates: int = MAX_CONCURRENT_UPDATES,
+    worker_threads: int | None = None,
 ) -> Application:
     """Build the Application: one TypeHandler feeding `handler`, an error handler, and
     `prepare_bot` as post_init (run by `run_polling`; call it yourself otherwise).
@@ -718,16 +727,18 @@ def build_application(
     the job queue and send what it returns. `inbox`: the durable inbox (bot/inbox.py):
     no update is lost to a crash. Updates come from `InboxUpdater` (our getUpdates loop,
     or the webhook server of `run_webhook`) either way. `pacer`: the process's one pacer
-    (default: Telegram's limits, bot/pacing.py)."""
+    (default: Telegram's limits, bot/pacing.py). `concurrent_updates`: updates handled at
+    once (and HTTP connections to the Bot API); `worker_threads`: the threads that run the
+    conversation service (None: asyncio's default, min(32, CPUs + 4))."""
     builder = (
         Application.builder()
         .token(token)
-        .concurrent_updates(MAX_CONCURRENT_UPDATES)
+        .concurrent_updates(concurrent_updates)
         .post_init(prepare_bot)
         # aiohttp instead of PTB's default httpx: half the CPU per call (bot/http.py)
         .request(
             AiohttpRequest(
-                connection_pool_size=MAX_CONCURRENT_UPDATES,
+                connection_pool_size=concurrent_updates,
                 connect_timeout=10,
                 read_timeout=15,
                 write_timeout=30,
@@ -747,6 +758,7 @@ def build_application(
     app = builder.build()
     app.updater = InboxUpdater(app.bot, app.update_queue, inbox)
     app.bot_data[_HANDLER_KEY] = handler
+    app.bot_data[_THREADS_KEY] = worker_threads
     if pacer is not None:
         app.bot_data[PACER_KEY] = pacer
     deliverer = Deliverer(handler, pacer_for(app))  # every message paced (bot/pacing.py)

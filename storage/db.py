@@ -54,6 +54,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+POOL_SIZE = 16  # connections kept open per process
+POOL_OVERFLOW = 16  # more, opened for a moment when all of those are busy
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for a SQLite or PostgreSQL URL.
 
@@ -66,6 +70,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         "hide_parameters": True,
         "json_serializer": _json_dumps,
     }
+    # Connections kept open: SQLAlchemy's default keeps 5 and closes any further one when
+    # it is given back, so with more threads than that (the bot's workers, the inbox, the
+    # reminders) connections were opened and closed all the time (PRAGMAs on SQLite, a
+    # login on PostgreSQL). Opened when first needed, so an idle process holds few.
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     backend = sa_url.get_backend_name()
     if backend == "sqlite":
         database = sa_url.database or ""
@@ -74,13 +83,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             # One shared connection, so every session sees the same in-memory database.
             options["poolclass"] = StaticPool
             options["connect_args"] = {"check_same_thread": False}
-        elif not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        else:
+            options.update(pool)
+            if not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(sa_url, **options)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     if backend == "postgresql":
         options["pool_pre_ping"] = True
+    options.update(pool)
     return create_engine(sa_url, **options)
 
 

@@ -123,6 +123,22 @@ def test_bad_settings_stop_with_one_clear_line(tmp_path: Path) -> None:
             },
             "MOTCUA_PACE_PER_SECOND must be a number",
         ),
+        (
+            ["run"],
+            {
+                "TELEGRAM_BOT_TOKEN": "123456:AAEtestTOKENtestTOKENtest123",
+                "MOTCUA_WORKER_THREADS": "many",
+            },
+            "MOTCUA_WORKER_THREADS must be a whole number from 0 to 256",
+        ),
+        (
+            ["run"],
+            {
+                "TELEGRAM_BOT_TOKEN": "123456:AAEtestTOKENtestTOKENtest123",
+                "MOTCUA_CONCURRENT_UPDATES": "0",
+            },
+            "MOTCUA_CONCURRENT_UPDATES must be a whole number from 1 to 256",
+        ),
     ]
     for args, env, needle in cases:
         result = motcua(args, cwd=tmp_path, env=env)

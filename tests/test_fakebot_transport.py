@@ -344,3 +344,34 @@ async def test_handler_failure_is_logged_without_data_and_does_not_stop_the_bot(
     assert len(failures) == 1
     assert "RuntimeError" in failures[0].getMessage()
     assert SECRET not in caplog.text
+
+
+async def test_worker_threads_and_concurrent_updates_are_settings(api: FakeBotAPI):
+    """MOTCUA_WORKER_THREADS: the service runs in that many threads of the bot's own, so
+    four chats' slow updates at once run at most two at a time; every one is answered."""
+    names: list[str] = []
+
+    class Recording(EchoHandler):
+        def handle(self, inbound: Inbound) -> Outbound:
+            with self._lock:
+                names.append(threading.current_thread().name)
+            return super().handle(inbound)
+
+    handler = Recording()
+    application = build_application(
+        handler, api.token, api.base_url, api.base_file_url, concurrent_updates=4, worker_threads=2
+    )
+    await start(application, poll_timeout=2)
+    try:
+        users = [api.user(3001 + i, f"U{i}") for i in range(4)]
+        for user in users:
+            await user.send_text(f"slow {user.chat_id}")
+        for user in users:
+            replies = await user.replies(1, timeout=20)
+            assert replies[0].text == f"done: slow {user.chat_id}"
+    finally:
+        await stop(application)
+    assert len(names) == 4 and all(n.startswith("motcua-worker") for n in names)
+    spans = [(start, end) for _, start, end in handler.calls]
+    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert most == 2
