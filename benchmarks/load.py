@@ -45,6 +45,8 @@ class LoadSpec:
     settle: float = 1.0  # seconds between the bot's first answer and the load
     id_base: int = 7_000_000  # chat ids of the simulated citizens start here
     seed: int = 1
+    # motcua's outbound pacer (bot/pacing.py); None: on for paced loads, off for saturated
+    pacer: bool | None = None
 
 
 @dataclass
@@ -227,7 +229,7 @@ async def run_load(
     async with common.BenchAPI() as api:
         api.delay = spec.delay
         env = common.bot_env(api, database_url)
-        if spec.shape != "paced":
+        if spec.pacer is False or (spec.pacer is None and spec.shape != "paced"):
             # Throughput is the cost of motcua itself: the bot's outbound pacer (Telegram's
             # 1 message/s per chat, 25/s overall) is off, as the echo bot has none. The paced
             # shape (people answering every ~2 s) keeps it on: that latency is what people feel.
