@@ -19,7 +19,10 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("Jinja2 templates", r"/jinja2/|\.j2$|<template>"),
     ("SQLAlchemy", r"(^|/)(sqlalchemy|sqlmodel)/"),
     ("database driver (sqlite3, psycopg)", r"(^|/)(sqlite3|psycopg|psycopg_binary)/"),
-    ("Telegram + HTTP (PTB, httpx, httpcore, h11)", r"(^|/)(telegram|httpx|httpcore|h11|anyio)/"),
+    (
+        "Telegram + HTTP (PTB, aiohttp, httpx, httpcore, h11)",
+        r"(^|/)(telegram|aiohttp|yarl|multidict|httpx|httpcore|h11|anyio)/",
+    ),
     ("engine + service (flows/)", r"(^|/)flows/"),
     ("procedures (validators, conditions, text)", r"(^|/)procedures/"),
     ("transport (bot/)", r"(^|/)bot/"),
@@ -38,7 +41,7 @@ WATCH = (
     ("SQLite commit (fsync)", "DefaultDialect.do_commit"),
     ("declaration PDF", "render_pdf"),
     ("conversation service (in threads)", "ConversationService.handle"),
-    ("Bot API calls (PTB + httpx)", "Bot._do_post"),
+    ("Bot API calls (PTB + HTTP)", "Bot._do_post"),
 )
 
 

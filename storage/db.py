@@ -96,6 +96,15 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(sa_url, **options)
 
 
+def column_param(column: Any, name: str | None = None, **kw: Any) -> Any:
+    """A bind parameter with the column's type, named "b_<column>" unless `name` is given,
+    for statements built once and run with `params=`. The prefix: SQLAlchemy reserves
+    parameter names equal to column names in the SET / VALUES of an update or insert. The
+    type is explicit so that the column's own conversion (encryption, UTC times) applies,
+    wherever the parameter stands; `kw` goes to `bindparam` (`expanding=True` for a list)."""
+    return sa.bindparam(name or f"b_{column.name}", type_=column.type, **kw)
+
+
 class _IdList(sa.types.TypeDecorator[list[int]]):
     """A list of ids as one bound value: a PostgreSQL integer array, a JSON array on
     SQLite (read there with json_each)."""

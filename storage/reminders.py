@@ -20,6 +20,7 @@ each of them once per process.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Index, Table, bindparam, func, insert, select, update
 from sqlmodel import JSON, Field, Session, SQLModel
 
-from storage.db import AnyOf
+from storage.db import AnyOf, column_param
 from storage.models import UTCDateTime
 
 PLANNED, SENT, CANCELLED = "planned", "sent", "cancelled"
@@ -116,17 +117,63 @@ def _rec(row: Any) -> ReminderRec:
     return ReminderRec(**row._mapping)
 
 
-def _matching(stmt: Any, **filters: Any) -> Any:
-    """`stmt` restricted to the reminder rows matching every filter given (not None):
-    a column's value, or for an iterable (kinds, statuses) one of its values."""
+# The statements a draft change runs (`plan`, `cancel`, from Reminders.on_draft on every
+# update that saves a draft), built once with bind parameters ("b_" + column, typed as the
+# column: storage.db.column_param): building a statement per call cost more than running it.
+_R = _REM.c
+_p = column_param
+_ADD = insert(_REM)
+_PLANNED_OF = (_R.citizen_id == _p(_R.citizen_id), _R.kind == _p(_R.kind), _R.status == PLANNED)
+# `plan`: the planned row of one seq moved in place...
+_MOVE_PLANNED = (
+    update(_REM)
+    .where(*_PLANNED_OF, _R.draft_id == _p(_R.draft_id), _R.seq == _p(_R.seq))
+    .values(due_at=_p(_R.due_at), note="")
+)
+_MOVE_PLANNED_NO_DRAFT = (
+    update(_REM)
+    .where(*_PLANNED_OF, _R.draft_id.is_(None), _R.seq == _p(_R.seq))
+    .values(due_at=_p(_R.due_at), note="")
+)
+# ... and the planned rows of the other seqs cancelled (without a draft: of any draft)
+_CANCEL_OTHER_SEQS_ANY_DRAFT = (
+    update(_REM)
+    .where(*_PLANNED_OF, _R.seq.not_in(_p(_R.seq, "b_seqs", expanding=True)))
+    .values(status=CANCELLED, note="replanned")
+)
+_CANCEL_OTHER_SEQS = _CANCEL_OTHER_SEQS_ANY_DRAFT.where(_R.draft_id == _p(_R.draft_id))
+# `cancel` and `reminders`, restricted by the filters given (`_matching`)
+_BASES = {
+    "cancel": update(_REM).where(_R.status == PLANNED).values(status=CANCELLED, note=_p(_R.note)),
+    "list": select(_REM).order_by(_R.due_at, _R.id),
+}
+
+
+@functools.cache
+def _matching_stmt(base: str, shape: tuple[tuple[str, bool], ...]) -> Any:
+    """The `base` statement restricted by one bound filter per (column, many) of `shape`:
+    the column's value ("b_<column>"), or with `many` one of a list of values. Built once
+    per base and shape."""
+    stmt = _BASES[base]
+    for column, many in shape:
+        col = _REM.c[column]
+        stmt = stmt.where(col.in_(_p(col, expanding=True)) if many else col == _p(col))
+    return stmt
+
+
+def _matching(base: str, **filters: Any) -> tuple[Any, dict[str, Any]]:
+    """The `base` statement ("cancel", "list") restricted to the reminder rows matching
+    every filter given (not None): a column's value, or for an iterable (kinds, statuses)
+    one of its values; and the parameters to run it with."""
+    shape: list[tuple[str, bool]] = []
+    params: dict[str, Any] = {}
     for column, wanted in filters.items():
         if wanted is None:
             continue
-        if isinstance(wanted, str | int):
-            stmt = stmt.where(_REM.c[column] == wanted)
-        else:
-            stmt = stmt.where(_REM.c[column].in_(list(wanted)))
-    return stmt
+        many = not isinstance(wanted, str | int)
+        shape.append((column, many))
+        params[f"b_{column}"] = list(wanted) if many else wanted
+    return _matching_stmt(base, tuple(shape)), params
 
 
 def _insert(
@@ -141,20 +188,19 @@ def _insert(
     **extra: Any,
 ) -> None:
     """One planned row (`extra`: a case's `handoff_id` and `audience`)."""
-    s.exec(
-        insert(_REM).values(
-            citizen_id=citizen_id,
-            draft_id=draft_id,
-            kind=kind,
-            seq=seq,
-            status=PLANNED,
-            due_at=_utc(due_at),
-            created_at=_utc(now),
-            note="",
-            data=dict(data or {}),
-            **extra,
-        )
-    )
+    row = {
+        "citizen_id": citizen_id,
+        "draft_id": draft_id,
+        "kind": kind,
+        "seq": seq,
+        "status": PLANNED,
+        "due_at": _utc(due_at),
+        "created_at": _utc(now),
+        "note": "",
+        "data": dict(data or {}),
+        **extra,
+    }
+    s.exec(_ADD, params=row)
 
 
 def plan(
@@ -169,28 +215,19 @@ def plan(
     """Plan the reminders of (`draft_id`, `kind`): one planned row per (seq, due_at), the
     planned row of that seq moved in place if there is one; other planned seqs cancelled."""
     s = _session(uow)
+    of = {"b_citizen_id": citizen_id, "b_kind": kind}
+    if draft_id is not None:
+        of["b_draft_id"] = draft_id
+        move, stale = _MOVE_PLANNED, _CANCEL_OTHER_SEQS
+    else:
+        move, stale = _MOVE_PLANNED_NO_DRAFT, _CANCEL_OTHER_SEQS_ANY_DRAFT
     seqs = []
     for seq, due_at in due:
         seqs.append(seq)
-        where = (
-            (_REM.c.citizen_id == citizen_id)
-            & (_REM.c.draft_id == draft_id if draft_id is not None else _REM.c.draft_id.is_(None))
-            & (_REM.c.kind == kind)
-            & (_REM.c.seq == seq)
-            & (_REM.c.status == PLANNED)
-        )
-        moved = s.exec(update(_REM).where(where).values(due_at=_utc(due_at), note=""))
+        moved = s.exec(move, params={**of, "b_seq": seq, "b_due_at": _utc(due_at)})
         if moved.rowcount == 0:
             _insert(s, citizen_id, draft_id, kind, seq, due_at, now, data)
-    stale = update(_REM).where(
-        _REM.c.citizen_id == citizen_id,
-        _REM.c.kind == kind,
-        _REM.c.status == PLANNED,
-        _REM.c.seq.not_in(seqs),
-    )
-    if draft_id is not None:
-        stale = stale.where(_REM.c.draft_id == draft_id)
-    s.exec(stale.values(status=CANCELLED, note="replanned"))
+    s.exec(stale, params={**of, "b_seqs": seqs})
 
 
 def plan_case(
@@ -235,16 +272,15 @@ def cancel(
     note: str = "",
 ) -> int:
     """Cancel planned reminders matching every filter given; returns how many."""
-    stmt = _matching(
-        update(_REM).where(_REM.c.status == PLANNED),
+    stmt, params = _matching(
+        "cancel",
         citizen_id=citizen_id,
         draft_id=draft_id,
         handoff_id=handoff_id,
         audience=audience,
         kind=kinds,
     )
-    stmt = stmt.values(status=CANCELLED, note=note[:40])
-    return _session(uow).exec(stmt).rowcount
+    return _session(uow).exec(stmt, params={**params, "b_note": note[:40]}).rowcount
 
 
 def claim_due(uow: Any, now: datetime, limit: int = 100) -> list[ReminderRec]:
@@ -431,16 +467,15 @@ def reminders(
     statuses: Iterable[str] | None = None,
 ) -> list[ReminderRec]:
     """Reminders matching every filter given, by due time."""
-    stmt = _matching(
-        select(_REM),
+    stmt, params = _matching(
+        "list",
         citizen_id=citizen_id,
         draft_id=draft_id,
         handoff_id=handoff_id,
         kind=kinds,
         status=statuses,
     )
-    stmt = stmt.order_by(_REM.c.due_at, _REM.c.id)
-    return [_rec(row) for row in _session(uow).exec(stmt)]
+    return [_rec(row) for row in _session(uow).exec(stmt, params=params)]
 
 
 def sent_count(uow: Any, citizen_id: int) -> int:
