@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flows.communes import Commune
-from flows.render import tidy
+from flows.render import macro_text
 from flows.types import Button, Command, Delivery, Inbound, Outbound, Press, Reply, Target
 from procedures.loader import Catalog
 from storage import broadcast as rows
@@ -127,7 +127,7 @@ class Broadcasts:
         self._t = catalog.env.get_template("broadcast.j2").module
 
     def t(self, macro: str, /, **ctx: Any) -> str:
-        return tidy(str(getattr(self._t, macro)(ctx)))
+        return macro_text(self._t, macro, ctx)
 
     # ------------------------------------------------------------------ routing
     def wants(self, inbound: Inbound) -> bool:

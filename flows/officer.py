@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows import engine as eng
 from flows.communes import Commune, Directory
-from flows.render import Renderer, tidy
+from flows.render import Renderer, macro_text
 from flows.types import (
     Button,
     Command,
@@ -142,7 +142,7 @@ class OfficerDesk:
 
     # ------------------------------------------------------------------ texts
     def t(self, macro: str, /, **ctx: Any) -> str:
-        return tidy(str(getattr(self._t, macro)(ctx)))
+        return macro_text(self._t, macro, ctx)
 
     def groups(self) -> frozenset[int]:
         return self.dir.groups()

@@ -55,7 +55,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from flows import engine as eng
-from flows.render import tidy
+from flows.render import macro_text
 from flows.types import Button, Delivery, Reply, Target
 from procedures import conditions
 from procedures.loader import Catalog
@@ -248,21 +248,6 @@ class Planned:
 _WANTED = {DRAFT: eng.ACTIVE, RESULT: eng.SUBMITTED, VALIDITY: eng.SUBMITTED}
 
 
-class _Ctx(dict):
-    """The dict a reminder macro gets (`c`), whose keys also read as attributes: Jinja's
-    `c.name` tries the attribute first and falls back to the key on AttributeError, an
-    exception raised and caught at every `c.name` of a plain dict (half the cost of
-    rendering a reminder). Same values: a missing key is still Jinja's undefined."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 class _Batch:
     """One dispatch's claimed rows: what deciding them reads, read with one query each,
     and the outcomes decided, written together (`write`) before the commit.
@@ -374,7 +359,7 @@ class Reminders:
         self._labels: dict[str, str] = {}
 
     def t(self, macro: str, /, **ctx: Any) -> str:
-        return tidy(str(getattr(self._t, macro)(_Ctx(ctx))))
+        return macro_text(self._t, macro, ctx)
 
     def tz_of(self, citizen: CitizenRec | Contact) -> ZoneInfo:
         if citizen.timezone:

@@ -99,6 +99,12 @@ class MacroArgs(dict):
             raise AttributeError(name) from None
 
 
+def macro_text(module: Any, macro: str, ctx: dict[str, Any]) -> str:
+    """A template module's macro called with `ctx` as its `c`, tidied: the text of one
+    message (reminders, broadcasts and the officer desk keep their macros this way)."""
+    return tidy(str(getattr(module, macro)(MacroArgs(ctx))))
+
+
 def tidy(text: str) -> str:
     """Strip template whitespace: no trailing spaces, at most one blank line in a row."""
     lines = [ln.rstrip() for ln in text.strip().splitlines()]
