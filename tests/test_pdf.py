@@ -302,11 +302,45 @@ def test_fonts_parsed_once_embed_the_same_glyphs_as_add_font(markup: str) -> Non
     _assert_same_as_add_font(first, reference)
 
 
+def _with_glyph_moved(pdf: bytes) -> bytes:
+    """`pdf` with one point of one glyph outline of its first embedded font moved."""
+    number, obj = next((n, o) for n, o in _objects(pdf).items() if b"/Length1" in o)
+    font = _embedded_font(obj)
+    glyf = font["glyf"]
+    name = next(g for g in font.getGlyphOrder() if glyf[g].numberOfContours > 0)
+    glyph = glyf[name]
+    x, y = glyph.coordinates[0]
+    glyph.coordinates[0] = (x + 7, y)
+    font.recalcTimestamp = font.recalcBBoxes = False  # only the outline changes
+    out = io.BytesIO()
+    font.save(out)
+    data = zlib.compress(out.getvalue())
+    head = obj.split(b"stream\n", 1)[0]
+    head = re.sub(rb"/Length \d+", b"/Length %d" % len(data), head)
+    head = re.sub(rb"/Length1 \d+", b"/Length1 %d" % len(out.getvalue()), head)
+    start = pdf.index(b"%d 0 obj\n" % number)
+    end = pdf.index(b"\nendobj", start)
+    return (
+        pdf[:start]
+        + b"%d 0 obj\n" % number
+        + head
+        + b"stream\n"
+        + data
+        + b"\nendstream"
+        + pdf[end:]
+    )
+
+
 def test_the_comparison_sees_a_changed_glyph() -> None:
-    """The check above is not blind: a document whose font lost a glyph's outline fails."""
+    """The check above is not blind: the same document with one point of one glyph
+    outline moved fails it, on the glyph tables (glyf, or loca when its size changed)."""
     reference = _bytes_with(_AddFontEveryTime(), DECLARATION)
+    ours = _bytes_with(_Declaration(), DECLARATION)
+    _assert_same_as_add_font(ours, reference)
+    with pytest.raises(AssertionError, match="glyf|loca"):
+        _assert_same_as_add_font(_with_glyph_moved(ours), reference)
     broken = _bytes_with(_AddFontEveryTime(), DECLARATION.replace("Việt", "Viet"))
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError):  # other text: other objects
         _assert_same_as_add_font(broken, reference)
 
 
