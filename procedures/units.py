@@ -8,8 +8,16 @@ Data comes from the `vietnam-provinces` package. Two versions exist:
 * 2025.10 (Python 3.11) has only the current units; `legacy_available()` is then False and
   `convert_legacy` returns nothing.
 
-Both indexes are built lazily, once, behind a lock. The legacy one takes about a second:
-call `warm_up()` from a background thread at start-up to keep the first request fast.
+Both indexes are built lazily, once, behind a lock: call `warm_up()` from a background
+thread at start-up to keep the first request fast. Built from the library, they are also
+written (plain dicts and tuples, `marshal`) to `units-<key>-current.marshal` and
+`units-<key>-legacy.marshal` in the cache directory: `MOTCUA_CACHE_DIR`, else
+`$XDG_CACHE_HOME/motcua`, else `~/.cache/motcua` (read when the index is first needed). The
+key hashes the library version, this file's and `procedures/text.py`'s source, the CCCD codes
+CSV and the Python version, so any change starts a new file (old ones are left behind). A
+later process loads the file and never imports `vietnam_provinces`: about 20 ms and 5 MB
+instead of 300 ms and 27 MB. A missing, unreadable or corrupt cache is rebuilt from the
+library (with a warning); an unwritable directory only means rebuilding in every process.
 
 Matching works on folded tokens (`procedures.text.fold`): the text may carry a leading
 house/hamlet detail, type words ("xã", "phường", "huyện"...), a province with or without
@@ -20,17 +28,28 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import logging
+import marshal
+import os
 import re
+import sys
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 from procedures.text import fold, nfc
 
 SHARED_DIR = Path(__file__).resolve().parent / "_shared"
 CCCD_CODES_CSV = SHARED_DIR / "cccd_province_codes.csv"
+
+log = logging.getLogger(__name__)
+
+# Unit codes of one name: a bare int when there is one (most names), else a tuple.
+_Codes = int | tuple[int, ...]
 
 # Folded type words, in the order they are tried (longest first where they overlap).
 _COMMUNE_MARKERS: dict[str, str] = {
@@ -173,18 +192,52 @@ def _fold_marked(text: str) -> list[str]:
     return [w for w in _PUNCT.sub(" ", nfc(text).lower().replace("_", " ")).split() if w]
 
 
-def _marks_score(marked: list[str] | None, span: tuple[int, int], name: str) -> int:
+def _typed_marked(marked: list[str] | None, span: tuple[int, int]) -> str | None:
+    """The words at `span` as typed, with their diacritics; None when typed without them
+    (nothing to compare) or when unknown."""
     if marked is None:
-        return 0
+        return None
     typed = " ".join(marked[span[0] : span[1]])
-    if typed.isascii():
-        return 0  # typed without diacritics: nothing to compare
+    return None if typed.isascii() else typed
+
+
+def _marks_score(typed: str, name: str) -> int:
     return _W_MARKS if typed == name else -_W_MARKS
 
 
 def _bare_marked(name: str, kind: str) -> str:
     """The name without its type word, with diacritics: "Xã Bắc Ruộng" -> "bắc ruộng"."""
     return " ".join(_fold_marked(name)[len(kind.split()) :])
+
+
+def _plain_marked(name: str, kind: str) -> str:
+    """`_bare_marked` the quick way, right for all but a few dozen names (punctuation):
+    those are kept in the indexes' `odd_marked`."""
+    return " ".join(name.lower().split()[kind.count(" ") + 1 :])
+
+
+def _odd_marked(code: int, name: str, kind: str, odd: dict[int, str]) -> None:
+    marked = _bare_marked(name, kind)
+    if marked != _plain_marked(name, kind):
+        odd[code] = marked
+
+
+def _codes(found: _Codes) -> tuple[int, ...]:
+    return (found,) if isinstance(found, int) else found
+
+
+def _pack(
+    groups: dict[str, list[int]], seen: dict[tuple[int, ...], tuple[int, ...]]
+) -> dict[str, _Codes]:
+    """{key: [codes]} -> {key: code or (codes...)}; equal tuples are shared through `seen`."""
+    out: dict[str, _Codes] = {}
+    for key, codes in groups.items():
+        if len(codes) == 1:
+            out[key] = codes[0]
+        else:
+            t = tuple(codes)
+            out[key] = seen.setdefault(t, t)
+    return out
 
 
 def _word_before(tokens: list[str], i: int, words: Iterable[str]) -> str | None:
@@ -206,21 +259,132 @@ def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+# ---------------------------------------------------------------- disk cache
+
+_T = TypeVar("_T")
+# what a damaged or foreign cache file can raise, from marshal or while unpacking it
+_BAD_CACHE = (ValueError, EOFError, TypeError, KeyError, IndexError, AttributeError)
+
+
+def _cache_dir() -> Path | None:
+    """MOTCUA_CACHE_DIR, else $XDG_CACHE_HOME/motcua, else ~/.cache/motcua."""
+    if env := os.environ.get("MOTCUA_CACHE_DIR"):
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "motcua"
+    try:
+        return Path.home() / ".cache" / "motcua"
+    except RuntimeError:  # no home directory: no cache
+        return None
+
+
+@cache
+def _cache_key() -> str:
+    """Everything the indexes depend on: the library's version (from its metadata, without
+    importing it), this module's and `fold`'s source, the CCCD codes and the marshal format."""
+    # imported here, not at the top: a few MB each in a process that has not loaded them yet
+    # (the bot and the CLI have, through their other dependencies)
+    import hashlib
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("vietnam-provinces")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency
+        version = "-"
+    text_source = sys.modules[fold.__module__].__file__ or ""
+    digest = hashlib.sha256()
+    for part in (
+        version.encode(),
+        Path(__file__).read_bytes(),
+        Path(text_source).read_bytes(),
+        CCCD_CODES_CSV.read_bytes(),
+        repr((sys.implementation.name, sys.version_info[:2], marshal.version)).encode(),
+    ):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:16]
+
+
+def _cache_path(part: str) -> Path | None:
+    folder = _cache_dir()
+    return None if folder is None else folder / f"units-{_cache_key()}-{part}.marshal"
+
+
+def _cached(
+    part: str,
+    build: Callable[[], _T],
+    dump: Callable[[_T], dict[str, Any]],
+    load: Callable[[dict[str, Any]], _T],
+) -> _T:
+    """The `part` index from its cache file, else built (and the cache written)."""
+    path = _cache_path(part)
+    if path is not None:
+        try:
+            key, data = marshal.loads(path.read_bytes())
+            if key != _cache_key():
+                raise ValueError("cache key mismatch")
+            return load(data)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("units %s cache unreadable (%s): rebuilding", part, _why(error))
+        except _BAD_CACHE as error:
+            log.warning("units %s cache damaged (%s): rebuilding", part, type(error).__name__)
+    index = build()
+    if path is not None:
+        _write_cache(path, (_cache_key(), dump(index)))
+    return index
+
+
+def _write_cache(path: Path, payload: tuple[str, dict[str, Any]]) -> None:
+    """Write atomically: a temp file in the same folder, then `os.replace` (other processes
+    may be reading or writing the same file)."""
+    import tempfile
+
+    tmp: str | None = None
+    try:
+        blob = marshal.dumps(payload)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, path)
+        tmp = None
+    except (OSError, ValueError) as error:
+        log.warning("units cache not written (%s)", _why(error))
+    finally:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+def _why(error: Exception) -> str:
+    # the error's kind and reason, never its paths (they can hold a user name)
+    reason = error.strerror if isinstance(error, OSError) else None
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+
+
 # ---------------------------------------------------------------- current index
 
 
 @dataclass
 class _Current:
     units: dict[int, Unit]
-    kinds: dict[int, str]  # unit code -> "xa" / "phuong" / "dac khu"
-    marked: dict[int, str]  # unit code -> name without type word, with diacritics
-    names: dict[str, list[int]]  # folded name without type word -> unit codes
-    squashed: dict[str, list[int]]  # same without spaces
+    kinds: dict[int, str]  # unit code -> "xa" / "phuong" / "dac khu" (interned)
+    odd_marked: dict[int, str]  # unit code -> `_bare_marked` where `_plain_marked` is wrong
+    names: dict[str, _Codes]  # folded name without type word -> unit code(s)
+    squashed: dict[str, _Codes]  # same without spaces
     provinces: dict[str, int]  # folded province name (and aliases) -> province code
     province_names: dict[int, str]  # province code -> short name
     old_provinces: dict[str, int]  # folded pre-2025 province names not current -> CCCD code
     max_words: int
     max_province_words: int
+    legacy: bool  # the library carries the pre-2025 tables (see `legacy_available`)
+
+    def marked(self, code: int) -> str:
+        """The unit's name without its type word, with diacritics ("bắc ruộng")."""
+        odd = self.odd_marked.get(code)
+        return odd if odd is not None else _plain_marked(self.units[code].name, self.kinds[code])
 
 
 _lock = threading.Lock()
@@ -267,7 +431,7 @@ def _build_current() -> _Current:
 
     units: dict[int, Unit] = {}
     kinds: dict[int, str] = {}
-    marked: dict[int, str] = {}
+    odd_marked: dict[int, str] = {}
     names: dict[str, list[int]] = {}
     squashed: dict[str, list[int]] = {}
     for w in Ward.iter_all():
@@ -281,26 +445,42 @@ def _build_current() -> _Current:
             province_full=full,
             display=f"{w.name}, {in_sentence}",
         )
-        kind = fold(str(w.division_type.value))
+        kind = sys.intern(fold(str(w.division_type.value)))
         kinds[code] = kind
-        marked[code] = _bare_marked(w.name, kind)
+        _odd_marked(code, w.name, kind, odd_marked)
         key = _strip_words(fold(w.name), (kind,))
         names.setdefault(key, []).append(code)
         squashed.setdefault(key.replace(" ", ""), []).append(code)
 
     old = {fold(n): c for c, n in _cccd_names() if fold(n) not in province_keys}
+    seen: dict[tuple[int, ...], tuple[int, ...]] = {}
     return _Current(
         units=units,
         kinds=kinds,
-        marked=marked,
-        names=names,
-        squashed=squashed,
+        odd_marked=odd_marked,
+        names=_pack(names, seen),
+        squashed=_pack(squashed, seen),
         provinces=province_keys,
         province_names={c: v[0] for c, v in provinces.items()},
         old_provinces=old,
         max_words=max(len(k.split()) for k in names),
         max_province_words=max(len(k.split()) for k in province_keys),
+        legacy=_library_has_legacy(),
     )
+
+
+def _dump_current(idx: _Current) -> dict[str, Any]:
+    data = {f.name: getattr(idx, f.name) for f in fields(idx)}
+    data["units"] = {
+        c: (u.name, u.province_code, u.province_name, u.province_full, u.display)
+        for c, u in idx.units.items()
+    }
+    return data
+
+
+def _load_current(data: dict[str, Any]) -> _Current:
+    units = {c: Unit(c, *t) for c, t in data["units"].items()}
+    return _Current(**(data | {"units": units}))
 
 
 def _index() -> _Current:
@@ -308,7 +488,7 @@ def _index() -> _Current:
     if _current is None:
         with _lock:
             if _current is None:
-                _current = _build_current()
+                _current = _cached("current", _build_current, _dump_current, _load_current)
     return _current
 
 
@@ -320,14 +500,14 @@ class _Hit:
 
 
 def _find_hits(
-    tokens: list[str], names: dict[str, list[int]], squashed: dict[str, list[int]], max_n: int
+    tokens: list[str], names: dict[str, _Codes], squashed: dict[str, _Codes], max_n: int
 ) -> list[_Hit]:
     hits: list[_Hit] = []
     for i, j in _ngrams(tokens, max_n):
         key = " ".join(tokens[i:j])
         codes = names.get(key)
-        if codes:
-            hits.extend(_Hit((i, j), c) for c in codes)
+        if codes is not None:
+            hits.extend(_Hit((i, j), c) for c in _codes(codes))
             continue
         # "bacruong", "dak rong": the same name with other spacing (never across a type word)
         part = tokens[i:j]
@@ -335,8 +515,8 @@ def _find_hits(
             continue
         joined = "".join(part)
         codes = squashed.get(joined) if len(joined) >= 5 else None
-        if codes:
-            hits.extend(_Hit((i, j), c, squashed=True) for c in codes)
+        if codes is not None:
+            hits.extend(_Hit((i, j), c, squashed=True) for c in _codes(codes))
     return hits
 
 
@@ -359,7 +539,7 @@ def _accept(tokens: list[str], hit: _Hit, marker: int, higher: list[tuple[int, i
 
 
 def _province_hits(
-    tokens: list[str], keys: dict[str, int] | dict[str, list[int]], max_n: int
+    tokens: list[str], keys: Mapping[str, _Codes], max_n: int
 ) -> list[tuple[tuple[int, int], int]]:
     """Places of a higher level (province, or district for old addresses) named in the
     tokens. A name right after "xã"/"phường" is a commune, not this; a bare number or a
@@ -376,7 +556,7 @@ def _province_hits(
             tokens, i, _DISTRICT_MARKERS + _PROVINCE_MARKERS
         ):
             continue
-        for code in found if isinstance(found, list) else [found]:
+        for code in _codes(found):
             out.append(((i, j), code))
     return out
 
@@ -447,7 +627,9 @@ def lookup(text: str) -> Lookup:
             score += _W_AT_END
         if hit.squashed:
             score += _W_SQUASHED
-        score += _marks_score(marked, hit.span, idx.marked[hit.code])
+        typed = _typed_marked(marked, hit.span)
+        if typed is not None:
+            score += _marks_score(typed, idx.marked(hit.code))
         if score > scored.get(hit.code, -(10**6)):
             scored[hit.code] = score
             spans[hit.code] = hit.span
@@ -518,34 +700,35 @@ def province_names() -> list[str]:
 # ---------------------------------------------------------------- legacy (pre-2025)
 
 
-@dataclass
-class _OldWard:
-    code: int
-    name: str
-    kind: str
+class _OldWard(NamedTuple):
+    name: str  # "Xã Măng Tố"
+    kind: str  # "xa" / "phuong" / "thi tran" (interned)
     district: int
     province: int
-    marked: str
+    new: _Codes | tuple[()]  # the current unit(s) it went into; () for none
 
 
 @dataclass
 class _Legacy:
-    wards: dict[int, _OldWard]
-    names: dict[str, list[int]]
-    squashed: dict[str, list[int]]
-    districts: dict[str, list[int]]  # folded name without type word -> district codes
+    wards: dict[int, _OldWard]  # old ward code -> ward
+    odd_marked: dict[int, str]  # old ward code -> `_bare_marked` where `_plain_marked` is wrong
+    names: dict[str, _Codes]
+    squashed: dict[str, _Codes]
+    districts: dict[str, _Codes]  # folded name without type word -> district code(s)
     district_names: dict[int, str]
-    provinces: dict[str, list[int]]
+    provinces: dict[str, _Codes]
     province_names: dict[int, str]
-    old_to_new: dict[int, list[int]]  # old ward code -> current unit codes
     max_words: int
     max_district_words: int
     max_province_words: int
 
+    def marked(self, code: int) -> str:
+        odd = self.odd_marked.get(code)
+        w = self.wards[code]
+        return odd if odd is not None else _plain_marked(w.name, w.kind)
 
-@cache
-def legacy_available() -> bool:
-    """True when the installed `vietnam-provinces` carries the pre-2025 tables."""
+
+def _library_has_legacy() -> bool:
     try:
         from vietnam_provinces import Ward
     except ImportError:  # pragma: no cover - the package is a dependency
@@ -557,6 +740,12 @@ def legacy_available() -> bool:
     )
 
 
+def legacy_available() -> bool:
+    """True when the installed `vietnam-provinces` carries the pre-2025 tables (known from
+    the current index, so from its cache without importing the library)."""
+    return _index().legacy
+
+
 def _build_legacy() -> _Legacy:
     from vietnam_provinces import Ward
     from vietnam_provinces import legacy as old
@@ -566,44 +755,65 @@ def _build_legacy() -> _Legacy:
     for code, name in province_names.items():
         key = _strip_words(fold(name), _PROVINCE_MARKERS)
         provinces.setdefault(key, []).append(code)
+    # one int object per code, shared by every ward that refers to it
+    province_code = {c: c for c in province_names}
     district_names: dict[int, str] = {}
     district_province: dict[int, int] = {}
     districts: dict[str, list[int]] = {}
     for d in old.District.iter_all():
         code = int(d.code)
         district_names[code] = d.name
-        district_province[code] = int(d.province_code)
+        district_province[code] = province_code.get(int(d.province_code), int(d.province_code))
         key = _strip_words(fold(d.name), ("thanh pho", "thi xa", "huyen", "quan"))
         districts.setdefault(key, []).append(code)
+    district_code = {c: c for c in district_names}
+    old_to_new: dict[int, list[int]] = {}
+    for nw in Ward.iter_all():
+        new_code = int(nw.code)
+        for src in nw.get_legacy_sources():
+            old_to_new.setdefault(int(src.code), []).append(new_code)
     wards: dict[int, _OldWard] = {}
+    odd_marked: dict[int, str] = {}
     names: dict[str, list[int]] = {}
     squashed: dict[str, list[int]] = {}
+    seen: dict[tuple[int, ...], tuple[int, ...]] = {}
     for w in old.Ward.iter_all():
-        code, dcode = int(w.code), int(w.district_code)
-        kind = fold(str(w.division_type.value))
-        wards[code] = _OldWard(
-            code, w.name, kind, dcode, district_province[dcode], _bare_marked(w.name, kind)
-        )
+        code, dcode = int(w.code), district_code[int(w.district_code)]
+        kind = sys.intern(fold(str(w.division_type.value)))
+        new = old_to_new.get(code, ())
+        if len(new) == 1:
+            new = new[0]
+        elif new:
+            new = seen.setdefault(tuple(new), tuple(new))
+        wards[code] = _OldWard(w.name, kind, dcode, district_province[dcode], new)
+        _odd_marked(code, w.name, kind, odd_marked)
         key = _strip_words(fold(w.name), (kind,))
         names.setdefault(key, []).append(code)
         squashed.setdefault(key.replace(" ", ""), []).append(code)
-    old_to_new: dict[int, list[int]] = {}
-    for nw in Ward.iter_all():
-        for src in nw.get_legacy_sources():
-            old_to_new.setdefault(int(src.code), []).append(int(nw.code))
     return _Legacy(
         wards=wards,
-        names=names,
-        squashed=squashed,
-        districts=districts,
+        odd_marked=odd_marked,
+        names=_pack(names, seen),
+        squashed=_pack(squashed, seen),
+        districts=_pack(districts, seen),
         district_names=district_names,
-        provinces=provinces,
+        provinces=_pack(provinces, seen),
         province_names=province_names,
-        old_to_new=old_to_new,
         max_words=max(len(k.split()) for k in names),
         max_district_words=max(len(k.split()) for k in districts),
         max_province_words=max(len(k.split()) for k in provinces),
     )
+
+
+def _dump_legacy(lg: _Legacy) -> dict[str, Any]:
+    data = {f.name: getattr(lg, f.name) for f in fields(lg)}
+    data["wards"] = {c: tuple(w) for c, w in lg.wards.items()}  # marshal: plain tuples only
+    return data
+
+
+def _load_legacy(data: dict[str, Any]) -> _Legacy:
+    wards = {c: _OldWard(*t) for c, t in data["wards"].items()}
+    return _Legacy(**(data | {"wards": wards}))
 
 
 def _legacy_index() -> _Legacy | None:
@@ -613,7 +823,7 @@ def _legacy_index() -> _Legacy | None:
     if _legacy is None:
         with _lock:
             if _legacy is None:
-                _legacy = _build_legacy()
+                _legacy = _cached("legacy", _build_legacy, _dump_legacy, _load_legacy)
     return _legacy
 
 
@@ -656,7 +866,7 @@ def convert_legacy(text: str) -> list[tuple[Unit, str]]:
     scored: dict[int, int] = {}
     for hit in _find_hits(tokens, lg.names, lg.squashed, lg.max_words):
         w = lg.wards[hit.code]
-        if not lg.old_to_new.get(w.code):
+        if not w.new:
             continue
         marker = _marker_score(tokens, hit.span[0], w.kind)
         if not _accept(tokens, hit, marker, follow):
@@ -670,7 +880,7 @@ def convert_legacy(text: str) -> list[tuple[Unit, str]]:
                 continue  # a district was named and this old unit is not in it
             score += _W_DISTRICT
         if provs or news:
-            in_new = {idx.units[c].province_code for c in lg.old_to_new[w.code]}
+            in_new = {idx.units[c].province_code for c in _codes(w.new)}
             if w.province in provs or in_new & news:
                 score += _W_PROVINCE
             else:
@@ -681,14 +891,16 @@ def convert_legacy(text: str) -> list[tuple[Unit, str]]:
             score += _W_AT_END
         if hit.squashed:
             score += _W_SQUASHED
-        score += _marks_score(marked, hit.span, w.marked)
-        scored[w.code] = max(score, scored.get(w.code, -(10**6)))
+        typed = _typed_marked(marked, hit.span)
+        if typed is not None:
+            score += _marks_score(typed, lg.marked(hit.code))
+        scored[hit.code] = max(score, scored.get(hit.code, -(10**6)))
 
     out: list[tuple[Unit, str]] = []
     seen: set[int] = set()
     for old_code in sorted(_best(scored)):
         w = lg.wards[old_code]
-        for new_code in lg.old_to_new[old_code]:
+        for new_code in _codes(w.new):
             if new_code in seen:
                 continue
             seen.add(new_code)

@@ -6,8 +6,10 @@ cannot be reached they fail, unless MOTCUA_SKIP_PG=1 is set. MOTCUA_TEST_PG_URL 
 the server URL.
 """
 
+import atexit
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,15 @@ from cryptography.fernet import Fernet
 from storage.store import Store
 
 PG_URL = os.environ.get("MOTCUA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+# the units index cache (procedures/units.py) goes to a temporary folder for the run, shared
+# by the xdist workers, never to the real ~/.cache; XDG_CACHE_HOME too, for the CLI tests that
+# drop the MOTCUA_* variables
+if "MOTCUA_CACHE_DIR" not in os.environ:
+    _cache_home = tempfile.mkdtemp(prefix="motcua-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = _cache_home
+    os.environ["MOTCUA_CACHE_DIR"] = os.path.join(_cache_home, "motcua")
+    atexit.register(shutil.rmtree, _cache_home, True)
 
 # personal-data columns are encrypted (storage/crypto.py): one data key for the whole run,
 # used by every Store the tests open and inherited by the bot processes they start

@@ -3,12 +3,16 @@
 Tests that need the pre-2025 conversion tables (vietnam-provinces 2026.x, Python >= 3.12)
 skip when they are absent; everything else runs on both library versions. Unit codes can
 differ between the two library versions, so rows compare names, not codes (except Bắc
-Ruộng's, checked on both).
+Ruộng's, checked on both). The disk cache of the indexes is tested in fresh processes, each
+with its own cache directory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import marshal
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -300,3 +304,155 @@ def test_legacy_tables_are_not_loaded_at_import() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- the disk cache
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE_TEXTS = [
+    "thôn 2, xã Bắc Ruộng, tỉnh Lâm Đồng",
+    "Phường Hoàn Kiếm, Hà Nội",
+    "xã Tân Tiến",
+    "Bắc Ruộng, Bình Thuận",
+    "xã Măng Tố, huyện Tánh Linh, tỉnh Bình Thuận",
+    "phường Quang Trung, quận Đống Đa, Hà Nội",
+    "Lâm Đồng",
+]
+# Answers the texts, then says whether the library was imported, and whether the index in
+# memory (from the cache or not) equals one built from the library now.
+CACHE_SCRIPT = """
+import json, sys
+from procedures import units
+
+answers = [repr(units.lookup(t)) + repr(units.convert_legacy(t)) for t in sys.argv[1:]]
+library = "vietnam_provinces" in sys.modules
+legacy = units._build_legacy() if units.legacy_available() else None
+print(json.dumps({
+    "answers": answers,
+    "library": library,
+    "legacy": units.legacy_available(),
+    "same_current": units._current == units._build_current(),
+    "same_legacy": units._legacy == legacy,
+    "interned": all(sys.intern(k) is k for k in units._current.kinds.values()),
+}))
+"""
+
+
+def expected_answers() -> list[str]:
+    return [repr(units.lookup(t)) + repr(units.convert_legacy(t)) for t in CACHE_TEXTS]
+
+
+def run_units(cache_dir: Path) -> tuple[dict, str]:
+    """Run CACHE_SCRIPT in a fresh process with this cache directory: (its report, stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CACHE_SCRIPT, *CACHE_TEXTS],
+        cwd=ROOT,
+        env=os.environ | {"MOTCUA_CACHE_DIR": str(cache_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout), done.stderr
+
+
+def cache_files(cache_dir: Path) -> list[Path]:
+    return sorted(cache_dir.iterdir())
+
+
+def test_cache_is_written_then_used_without_the_library(tmp_path: Path) -> None:
+    cache = tmp_path / "a" / "cache"  # created on first use
+    first, err = run_units(cache)
+    assert first["library"] is True  # built from the library...
+    assert err == ""
+    files = cache_files(cache)  # ...and written: current, and legacy when available
+    assert [f.name.split("-")[-1] for f in files] == (
+        ["current.marshal", "legacy.marshal"] if units.legacy_available() else ["current.marshal"]
+    )
+    assert len({f.name.split("-")[1] for f in files}) == 1  # one key for both
+
+    second, err = run_units(cache)
+    assert err == ""
+    assert second["library"] is False  # the cache answered: vietnam_provinces never imported
+    assert second["legacy"] == units.legacy_available()
+    assert second["answers"] == first["answers"] == expected_answers()
+    # what was loaded equals what the library builds, field by field
+    assert second["same_current"] and second["same_legacy"]
+    assert second["interned"]
+    assert cache_files(cache) == files
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign"])
+def test_damaged_cache_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    run_units(tmp_path)
+    files = cache_files(tmp_path)
+    for f in files:
+        blob = f.read_bytes()
+        if damage == "truncated":
+            f.write_bytes(blob[: len(blob) // 2])
+        elif damage == "garbage":
+            f.write_bytes(b"\x00not a marshal file\xff" * 100)
+        elif damage == "empty":
+            f.write_bytes(b"")
+        else:  # valid marshal data, not an index
+            key, _ = marshal.loads(blob)
+            f.write_bytes(marshal.dumps((key, {"units": [1, 2]})))
+
+    rebuilt, err = run_units(tmp_path)
+    assert rebuilt["library"] is True
+    assert rebuilt["answers"] == expected_answers()
+    assert rebuilt["same_current"] and rebuilt["same_legacy"]
+    assert err.count("cache damaged") == len(files)
+    assert str(tmp_path) not in err  # no path (a user name) in the log
+
+    # the rebuilt files were written back and load again
+    again, err = run_units(tmp_path)
+    assert (again["library"], err) == (False, "")
+    assert again["answers"] == expected_answers()
+
+
+def test_unwritable_cache_dir_still_answers(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    for _ in range(2):
+        report, err = run_units(blocker / "cache")
+        assert report["library"] is True
+        assert report["answers"] == expected_answers()
+        assert "cache not written" in err
+        assert str(tmp_path) not in err
+    assert blocker.read_text() == "a file where the cache directory should be"
+
+
+def test_processes_racing_on_a_cold_cache(tmp_path: Path) -> None:
+    env = os.environ | {"MOTCUA_CACHE_DIR": str(tmp_path)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CACHE_SCRIPT, *CACHE_TEXTS],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert json.loads(out)["answers"] == expected_answers()
+    # no temp file left behind; the files that won the race load
+    assert all(f.name.startswith("units-") for f in cache_files(tmp_path))
+    report, err = run_units(tmp_path)
+    assert (report["library"], err) == (False, "")
+
+
+def test_cache_dir_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MOTCUA_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert units._cache_dir() == tmp_path / "home" / ".cache" / "motcua"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
+    assert units._cache_dir() == tmp_path / "home" / ".cache" / "motcua"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert units._cache_dir() == tmp_path / "xdg" / "motcua"
+    monkeypatch.setenv("MOTCUA_CACHE_DIR", str(tmp_path / "own"))
+    assert units._cache_dir() == tmp_path / "own"
