@@ -6,6 +6,7 @@ import logging
 import threading
 
 from bot.settings import Settings, SettingsError
+from flows import pdfworker
 from flows.service import ConversationService
 from procedures.loader import load_catalog
 from storage.crypto import DataKeyError
@@ -41,11 +42,13 @@ WARM_UP_WAIT_S = 5.0
 
 def warm_up_in_background() -> threading.Thread:
     """Build the administrative-unit indexes (and the old -> new conversion tables, about
-    a second) off the start-up path, so the first reply is not kept waiting."""
+    a second) off the start-up path, so the first reply is not kept waiting; start the PDF
+    workers (their own threads and processes), which parse their fonts meanwhile."""
     from procedures import units
 
     def warm_up() -> None:
         STARTED.wait(WARM_UP_WAIT_S)
+        pdfworker.warm_up()
         units.warm_up()
 
     thread = threading.Thread(target=warm_up, name="units-warm-up", daemon=True)
@@ -84,6 +87,7 @@ def build_service(settings: Settings, *, upgrade: bool = True) -> ConversationSe
     store = Store(settings.database_url, keyring=keyring)
     if upgrade:
         store.upgrade()
+    pdfworker.configure(settings.pdf_workers)  # PDFs made in child processes
     warm_up_in_background()
     from flows.reminders import Reminders
 

@@ -56,6 +56,9 @@ class Settings:
     # default, min(32, CPUs + 4))
     concurrent_updates: int = 24
     worker_threads: int = 0
+    # processes making the declaration PDFs (MOTCUA_PDF_WORKERS; flows/pdfworker.py), 0: the
+    # bot's own process
+    pdf_workers: int = 1
 
     @property
     def officers_configured(self) -> bool:
@@ -131,6 +134,7 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
     pacing = _pacing_settings(env)
     concurrent_updates = _int_setting(env, "MOTCUA_CONCURRENT_UPDATES", 24, 1, 256)
     worker_threads = _int_setting(env, "MOTCUA_WORKER_THREADS", 0, 0, 256)
+    pdf_workers = _int_setting(env, "MOTCUA_PDF_WORKERS", 1, 0, 8)
     try:
         reminders = ReminderConfig.from_env(env)
         privacy = PrivacyConfig.from_env(env)
@@ -157,6 +161,7 @@ def load_settings(*, require_token: bool = False, env_file: Path | None = None) 
         pacing=pacing,
         concurrent_updates=concurrent_updates,
         worker_threads=worker_threads,
+        pdf_workers=pdf_workers,
     )
 
 

@@ -706,6 +706,13 @@ async def prepare_bot(app: Application) -> None:
     STARTED.set()
 
 
+async def release_pdf_workers(app: Application) -> None:
+    """post_shutdown: the PDF worker processes (flows/pdfworker.py) stop with the bot."""
+    from flows import pdfworker
+
+    pdfworker.shutdown()
+
+
 def build_application(
     handler: Handler,
     token: str,
@@ -735,6 +742,7 @@ def build_application(
         .token(token)
         .concurrent_updates(concurrent_updates)
         .post_init(prepare_bot)
+        .post_shutdown(release_pdf_workers)
         # aiohttp instead of PTB's default httpx: half the CPU per call (bot/http.py)
         .request(
             AiohttpRequest(

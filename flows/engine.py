@@ -1090,10 +1090,10 @@ class Engine:
         return text
 
     def _finish(self) -> None:
-        from flows.pdf import render_pdf
+        from flows.pdfworker import make_pdf  # in a worker process when configured
 
         markup = self.declaration_markup()
-        pdf = render_pdf(markup, title=self.proc.name)
+        pdf = make_pdf(markup, title=self.proc.name)
         self.s["stage"] = "result"
         self.status = COMPLETED
         self.facts.append(FactOut("DraftCompleted", {}))

@@ -135,6 +135,14 @@ def test_bad_settings_stop_with_one_clear_line(tmp_path: Path) -> None:
             ["run"],
             {
                 "TELEGRAM_BOT_TOKEN": "123456:AAEtestTOKENtestTOKENtest123",
+                "MOTCUA_PDF_WORKERS": "9",
+            },
+            "MOTCUA_PDF_WORKERS must be a whole number from 0 to 8",
+        ),
+        (
+            ["run"],
+            {
+                "TELEGRAM_BOT_TOKEN": "123456:AAEtestTOKENtestTOKENtest123",
                 "MOTCUA_CONCURRENT_UPDATES": "0",
             },
             "MOTCUA_CONCURRENT_UPDATES must be a whole number from 1 to 256",

@@ -31,13 +31,16 @@ def _motcua() -> list[str]:
     return [sys.executable, "-m", "bot.cli", "run"]
 
 
-def start_bot(api: FakeBotAPI, db_path: Path, log_path: Path) -> subprocess.Popen:
+def start_bot(
+    api: FakeBotAPI, db_path: Path, log_path: Path, pdf_workers: str = "1"
+) -> subprocess.Popen:
     env = dict(os.environ)
     env.update(
         TELEGRAM_BOT_TOKEN=TOKEN,
         TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{api.port}",
         DATABASE_URL=f"sqlite:///{db_path}",
         MOTCUA_LOG_LEVEL="INFO",
+        MOTCUA_PDF_WORKERS=pdf_workers,
     )
     return subprocess.Popen(
         _motcua(),
@@ -57,6 +60,33 @@ async def start_with_consent(user, proc_id: str) -> list:
     assert "/xoadulieu" in notice.text
     await user.press(next(d for row in notice.buttons for label, d in row if "Đồng ý" in label))
     return await user.replies(2, timeout=30)
+
+
+def pdf_workers_of(pid: int) -> list[int]:
+    """The PDF worker processes (flows/pdfworker.py) the process `pid` started."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid and b"flows.pdfworker" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def maps(pid: int) -> str:
+    """The files mapped by `pid`: numpy is there once fpdf2 is imported (except in a PDF
+    worker, which skips it)."""
+    return Path(f"/proc/{pid}/maps").read_text()
 
 
 async def stop_bot(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -100,12 +130,18 @@ def sample_actions(proc_id: str):
 
 
 @pytest.mark.parametrize(
-    "proc_id", ["xac_nhan_tinh_trang_hon_nhan", "cap_ban_sao_trich_luc_khai_sinh"]
+    ("proc_id", "pdf_workers"),
+    [("xac_nhan_tinh_trang_hon_nhan", "1"), ("cap_ban_sao_trich_luc_khai_sinh", "0")],
 )
-async def test_citizen_completes_procedure_over_telegram(tmp_path: Path, proc_id: str) -> None:
+async def test_citizen_completes_procedure_over_telegram(
+    tmp_path: Path, proc_id: str, pdf_workers: str
+) -> None:
+    """The PDF is made by the worker process (MOTCUA_PDF_WORKERS=1, the default: the bot
+    never imports fpdf2) or by the bot itself (0)."""
     proc, answers, actions = sample_actions(proc_id)
+    workers: list[int] = []
     async with FakeBotAPI(token=TOKEN) as api:
-        bot = start_bot(api, tmp_path / "motcua.db", tmp_path / "bot.log")
+        bot = start_bot(api, tmp_path / "motcua.db", tmp_path / "bot.log", pdf_workers)
         try:
             user = api.user(424242, first_name="Lan")
             last = await start_with_consent(user, proc_id)
@@ -123,10 +159,18 @@ async def test_citizen_completes_procedure_over_telegram(tmp_path: Path, proc_id
                     assert str(answers[key]).split()[-1] in text
             assert all(len(m.text or "") <= 4096 for m in user.history())
             assert not [v for v in api.violations if "30" in v], api.violations
+            workers = pdf_workers_of(bot.pid)
+            assert len(workers) == int(pdf_workers)
+            assert ("numpy" in maps(bot.pid)) == (pdf_workers == "0")
+            for worker in workers:  # nothing of the bot's own (SQLAlchemy...), nor numpy
+                assert "sqlalchemy" not in maps(worker) and "numpy" not in maps(worker)
         finally:
             await stop_bot(bot)
+    await asyncio.sleep(0.2)
+    assert not [w for w in workers if alive(w)], "PDF workers outlived the bot"
     log = (tmp_path / "bot.log").read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log, log[-3000:]
+    assert "PDF worker" not in log  # no worker failed
 
 
 async def test_kill_9_mid_form_loses_nothing(tmp_path: Path) -> None:
@@ -142,9 +186,16 @@ async def test_kill_9_mid_form_loses_nothing(tmp_path: Path) -> None:
             for action in actions[:half]:
                 last = await act(user, last, action)
             await asyncio.sleep(0.5)  # let the poller confirm the last update
+            workers = pdf_workers_of(bot.pid)  # started by the warm-up
+            assert len(workers) == 1
         finally:
             await stop_bot(bot, signal.SIGKILL)
         assert bot.returncode == -signal.SIGKILL
+        for _ in range(100):  # its PDF worker sees its stdin close and exits
+            if not alive(workers[0]):
+                break
+            await asyncio.sleep(0.05)
+        assert not alive(workers[0]), "the PDF worker outlived the bot killed with SIGKILL"
         bot = start_bot(api, tmp_path / "motcua.db", tmp_path / "bot.log")
         try:
             await user.send_command("/start")
