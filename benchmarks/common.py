@@ -49,6 +49,50 @@ def thread_cpu_seconds(pid: int, tid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def descendants(pid: int) -> list[int]:
+    """The live children of `pid`, their children and so on (the PDF worker, say)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    for child in (task / "children").read_text().split():
+                        found.append(int(child))
+                        todo.append(int(child))
+    return found
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of `pid` and each live descendant; key -1: what the children `pid` has
+    already reaped used (cutime + cstime)."""
+    out: dict[int, float] = {}
+    with contextlib.suppress(OSError):
+        fields = _stat_fields(pid)
+        out[-1] = (int(fields[13]) + int(fields[14])) / _CLK_TCK
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            out[p] = cpu_seconds(p)
+    return out
+
+
+def tree_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the process tree used between two `tree_cpu` readings (a process born in
+    between counts from zero)."""
+    return sum(v - before.get(p, 0.0) for p, v in after.items())
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """Sum of the peak RSS (VmHWM) of `pid` and its live descendants, in MiB: an upper
+    bound of the tree's peak (the peaks need not coincide)."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            total += _status_kb(p, "VmHWM")
+    return total / 1024
+
+
 def _status_kb(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):

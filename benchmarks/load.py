@@ -65,10 +65,13 @@ class LoadResult:
     p99_ms: float = 0.0
     max_ms: float = 0.0
     cpu_s: float = 0.0
-    cpu_s_per_1k: float = 0.0
+    cpu_s_per_1k: float = 0.0  # the bot's process and its children (the PDF worker)
+    children_cpu_s_per_1k: float = 0.0  # of which its children
     db_cpu_s_per_1k: float | None = None
     harness_cpu_s_per_1k: float = 0.0
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0  # the bot's process
+    tree_peak_rss_mb: float = 0.0  # with its children (sum of their peaks)
+    children: int = 0  # child processes alive at the end (the PDF worker)
     rss_end_mb: float = 0.0
     finished_citizens: int = 0
     wrong: int = 0
@@ -248,7 +251,7 @@ async def run_load(
                 api.chat_event(user.chat_id)
                 users.append(user)
             tally = _Tally()
-            cpu0 = common.cpu_seconds(pid)
+            cpu0 = common.tree_cpu(pid)
             pg0 = pg1 = common.postgres_cpu_seconds() if spec.db == "postgresql" else 0.0
             harness0 = time.process_time()
             calls0 = len(api.calls)
@@ -276,11 +279,13 @@ async def run_load(
             await asyncio.gather(*pending, return_exceptions=True)
             result.abandoned = len(pending)
             called = collections.Counter(name for name, _ in api.calls[calls0:])
-            cpu1 = common.cpu_seconds(pid)
+            cpu1 = common.tree_cpu(pid)
             harness1 = time.process_time()
             if spec.db == "postgresql":
                 pg1 = common.postgres_cpu_seconds()
             result.peak_rss_mb = round(common.peak_rss_mb(pid), 1)
+            result.tree_peak_rss_mb = round(common.tree_peak_rss_mb(pid), 1)
+            result.children = len(common.descendants(pid))
             result.rss_end_mb = round(common.rss_mb(pid), 1)
         finally:
             if profile is not None and pid != proc.pid:
@@ -299,8 +304,11 @@ async def run_load(
     result.p99_ms = round(common.percentile(ms, 99), 1)
     result.max_ms = round(max(ms, default=0.0), 1)
     per_1k = 1000 / max(tally.updates, 1)
-    result.cpu_s = round(cpu1 - cpu0, 2)
-    result.cpu_s_per_1k = round((cpu1 - cpu0) * per_1k, 2)
+    cpu = common.tree_cpu_delta(cpu0, cpu1)
+    own = cpu1.get(pid, 0.0) - cpu0.get(pid, 0.0)
+    result.cpu_s = round(cpu, 2)
+    result.cpu_s_per_1k = round(cpu * per_1k, 2)
+    result.children_cpu_s_per_1k = round((cpu - own) * per_1k, 2)
     result.harness_cpu_s_per_1k = round((harness1 - harness0) * per_1k, 2)
     if spec.db == "postgresql":
         result.db_cpu_s_per_1k = round((pg1 - pg0) * per_1k, 2)
