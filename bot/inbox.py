@@ -154,6 +154,9 @@ class Inbox:
         self.ordered_across_processes = ordered_across_processes
         self._working: set[int] = set()
         self._stored: dict[int, Outbound] = {}
+        # finish marks waiting for the transaction in flight (group commit, see `finish`)
+        self._finishing: list[tuple[int, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- receiving
     def tracked(self, update_id: int) -> bool:
@@ -256,7 +259,37 @@ class Inbox:
         log.warning("update %s: an older update of its chat is still pending; going on", update_id)
 
     async def finish(self, update_id: int) -> None:
-        await asyncio.to_thread(rows.finish, self.store, update_id, utcnow())
+        """Mark the row done; returns once that is committed. Marks that come while one
+        transaction is in flight are committed together in the next (group commit: one
+        commit for the updates finished in the same moments, no added wait)."""
+        future = asyncio.get_running_loop().create_future()
+        self._finishing.append((update_id, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_finishes())
+        await future
+
+    async def _flush_finishes(self) -> None:
+        try:
+            while self._finishing:
+                batch, self._finishing = self._finishing, []
+                ids = [update_id for update_id, _ in batch]
+                try:
+                    await asyncio.to_thread(rows.finish, self.store, ids, utcnow())
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                except BaseException:  # cancelled (shutting down): so are the waiters
+                    for _, future in batch + self._finishing:
+                        future.cancel()
+                    self._finishing = []
+                    raise
+                else:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self._flusher = None
 
     def release(self, update_id: int) -> None:
         """This process no longer works on the update (finished, or left for a retry)."""

@@ -191,11 +191,16 @@ def older_unapplied(store: Any, chat_key: str, update_id: int, now: datetime) ->
         return _session(uow).exec(_OLDER_UNAPPLIED, params=values).first() is not None
 
 
-def finish(store: Any, update_id: int, now: datetime) -> None:
+def finish(store: Any, update_id: int | Iterable[int], now: datetime) -> None:
     """The replies went out (or the update needed none): clear the payload and the replies,
-    keep the id against late duplicates."""
+    keep the id against late duplicates. Several ids: one transaction."""
+    ids = [update_id] if isinstance(update_id, int) else sorted(set(update_id))
+    if not ids:
+        return
+    at = _utc(now)
+    params = [{"b_id": i, "b_at": at} for i in ids]
     with store.unit_of_work() as uow:
-        _session(uow).exec(_FINISH, params={"b_id": update_id, "b_at": _utc(now)})
+        _session(uow).exec(_FINISH, params=params if len(params) > 1 else params[0])
         uow.commit()
 
 

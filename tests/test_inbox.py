@@ -4,6 +4,7 @@ emptied of personal data; the stored replies survive the round trip."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -80,6 +81,50 @@ def test_finish_keeps_only_the_id_and_prune_drops_old_rows(store) -> None:
     assert rows.prune(store, NOW) == 0
     assert rows.prune(store, NOW + dt.timedelta(seconds=1)) == 1
     assert statuses(store) == {2: "new"}  # unfinished rows are never pruned
+
+
+async def test_finish_marks_made_together_share_one_commit(store) -> None:
+    """Inbox.finish: marks that arrive while a transaction is in flight go in the next one;
+    every caller returns only once its own mark is committed."""
+    from sqlalchemy import event
+
+    ids = list(range(10, 30))
+    rows.accept(store, received(*ids), "a", NOW, LEASE)
+    for i in ids:
+        rows.apply_alone(store, i, {"replies": []}, NOW)
+    commits: list[int] = []
+    event.listen(store.engine, "commit", lambda conn: commits.append(1))
+    inbox = Inbox(store, "a")
+    await asyncio.gather(*(inbox.finish(i) for i in ids))
+    assert set(statuses(store).values()) == {"done"}
+    # the 20 marks asked for in the same moment: one transaction
+    assert len(commits) == 1
+    # one at a time: one commit each
+    rows.accept(store, received(40, 41), "a", NOW, LEASE)
+    commits.clear()
+    await inbox.finish(40)
+    await inbox.finish(41)
+    assert len(commits) == 2 and statuses(store)[41] == "done"
+
+
+async def test_a_failed_finish_reaches_every_caller_of_its_batch(store) -> None:
+    rows.accept(store, received(1, 2, 3), "a", NOW, LEASE)
+    inbox = Inbox(store, "a")
+
+    def rename(old: str, new: str) -> None:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+    rename("inbox", "inbox_away")  # the statement fails in the database
+    try:
+        results = await asyncio.gather(
+            *(inbox.finish(i) for i in (1, 2, 3)), return_exceptions=True
+        )
+    finally:
+        rename("inbox_away", "inbox")
+    assert len(results) == 3 and all(isinstance(r, Exception) for r in results)
+    await inbox.finish(1)  # the inbox goes on after a failure
+    assert statuses(store) == {1: "done", 2: "new", 3: "new"}
 
 
 def test_claim_takes_abandoned_rows_in_order(store) -> None:
