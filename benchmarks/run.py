@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -580,6 +581,15 @@ async def run(level: Level, only: set[str], profile: bool) -> dict:
     catalog = load_catalog()
     _log("planning the citizens' scripts")
     plan = plan_scripts(catalog, per_procedure=level.samples)
+    # the administrative-unit indexes, built from vietnam-provinces once per library
+    # version and then loaded from the cache (procedures/units.py): built here, so that no
+    # bot below pays the first start of a machine in the middle of its load
+    _log("the administrative-unit index cache")
+    subprocess.run(
+        [sys.executable, "-c", "from procedures import units; units.warm_up()"],
+        cwd=common.ROOT,
+        check=True,
+    )
     started = time.monotonic()
     with common.workdir() as folder:
         bench = Bench(level, folder, plan, catalog, profile)

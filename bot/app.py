@@ -42,13 +42,12 @@ WARM_UP_WAIT_S = 5.0
 
 def warm_up_in_background() -> threading.Thread:
     """Build the administrative-unit indexes (and the old -> new conversion tables, about
-    a second) off the start-up path, so the first reply is not kept waiting; start the PDF
-    workers (their own threads and processes), which parse their fonts meanwhile."""
+    a second) off the start-up path, so the first reply is not kept waiting. (The PDF
+    workers start when a citizen first reaches the review: flows/pdfworker.py.)"""
     from procedures import units
 
     def warm_up() -> None:
         STARTED.wait(WARM_UP_WAIT_S)
-        pdfworker.warm_up()
         units.warm_up()
 
     thread = threading.Thread(target=warm_up, name="units-warm-up", daemon=True)

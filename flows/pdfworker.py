@@ -9,6 +9,10 @@ reply in time is replaced and the PDF tried once more, then made in this process
 citizen's declaration never fails because of a worker. Logs name the worker and the
 failure, never the declaration.
 
+Workers run only while they are useful: one starts when a citizen reaches the review
+(`prepare`, called by the conversation service: the PDF comes one answer later), or at the
+first PDF, and stops after IDLE_S unused. A bot with no PDF to make holds no worker.
+
 Not `multiprocessing`: its "spawn" and "forkserver" children import the parent's main
 module first, and `motcua`'s script imports bot.cli, which imports the settings, the
 store, SQLAlchemy, the engine. A worker here is `python -c` importing this module and
@@ -38,6 +42,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0  # one try; a fresh worker needs about a second (start, fonts)
+# A worker unused this long exits: a commune makes a few PDFs a day, and an idle worker
+# holds about 72 MB. `prepare` starts one again when a citizen reaches the review.
+IDLE_S = 600.0
 _HEADER = struct.Struct("!I")  # the length of the pickle that follows
 _ROOT = str(Path(__file__).resolve().parents[1])  # the folder that holds flows/
 _CHILD = f"import sys; sys.path.insert(0, {_ROOT!r}); import flows.pdfworker as w; w._serve()"
@@ -152,6 +159,7 @@ class _Worker:
             env=_child_env(),
         )
         self.pid = self.proc.pid
+        self.used_at = time.monotonic()
 
     def call(self, request: tuple[str, tuple], timeout: float) -> Any:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -191,15 +199,21 @@ class PdfWorkers:
     reply), and only that thread closes its pipes: `shutdown` stops the idle ones and
     kills the busy ones, whose threads then see the end of their pipe and stop them."""
 
-    def __init__(self, size: int, timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, size: int, timeout: float = TIMEOUT_S, idle: float = IDLE_S) -> None:
         self.size = size
         self.timeout = timeout
+        self.idle = idle
         self._idle: queue.LifoQueue[_Worker | None] = queue.LifoQueue()
         for _ in range(size):
             self._idle.put(None)  # a worker not started yet
         self._closed = False
         self._lock = threading.Lock()
         self._live: set[_Worker] = set()
+        self._warming = False
+        self._stopping = threading.Event()
+        if idle > 0:
+            reaper = threading.Thread(target=self._reap, name="pdf-worker-reaper", daemon=True)
+            reaper.start()
 
     def pids(self) -> list[int]:
         """The process ids of the workers running now."""
@@ -231,11 +245,60 @@ class PdfWorkers:
                         raise
             raise WorkerError("two tries failed")
         finally:
+            if worker is not None:
+                worker.used_at = time.monotonic()
             with self._lock:
                 closing, worker = (worker, None) if self._closed else (None, worker)
                 self._idle.put(worker)
             if closing is not None:
                 self._stop(closing)
+
+    def prepare(self) -> None:
+        """Start a worker in a background thread unless one runs or is starting (a citizen
+        reached the review: a PDF may be asked for within seconds). Returns at once."""
+        with self._lock:
+            if self._closed or self._warming or len(self._live) >= self.size:
+                return
+            self._warming = True
+
+        def warm() -> None:
+            try:
+                self.call("warm")
+            except WorkerError as exc:
+                if not self._closed:
+                    log.warning("PDF worker start failed: %s", exc)
+            finally:
+                with self._lock:
+                    self._warming = False
+
+        threading.Thread(target=warm, name="pdf-worker-start", daemon=True).start()
+
+    def stop_idle(self) -> int:
+        """Stop the idle workers unused for `idle` seconds; returns how many."""
+        now = time.monotonic()
+        with self._lock:
+            if self._closed:
+                return 0
+            taken: list[_Worker | None] = []
+            while True:
+                try:
+                    taken.append(self._idle.get_nowait())
+                except queue.Empty:
+                    break
+            old = [w for w in taken if w is not None and now - w.used_at >= self.idle]
+            for worker in taken:
+                self._idle.put(None if worker in old else worker)
+        for worker in old:
+            log.info("PDF worker %s stopped after %.0f s unused", worker.pid, self.idle)
+            self._stop(worker)
+        return len(old)
+
+    def _reap(self) -> None:
+        while not self._stopping.wait(min(self.idle / 2, 30.0)):
+            try:
+                self.stop_idle()
+            except Exception:  # never let the reaper die silently
+                log.exception("PDF worker reaper")
 
     def _start(self) -> _Worker:
         with self._lock:
@@ -256,6 +319,7 @@ class PdfWorkers:
     def shutdown(self) -> None:
         """Stop every worker; a PDF being made is made in its caller's process instead."""
         idle: list[_Worker] = []
+        self._stopping.set()
         with self._lock:
             self._closed = True
             while True:
@@ -278,11 +342,13 @@ _pool: PdfWorkers | None = None
 _pool_lock = threading.Lock()
 
 
-def configure(workers: int, timeout: float = TIMEOUT_S) -> PdfWorkers | None:
+def configure(workers: int, timeout: float = TIMEOUT_S, idle: float = IDLE_S) -> PdfWorkers | None:
     """Make PDFs in `workers` child processes from now on (0: in this process), each
-    started when first needed (or by `warm_up`). Returns the pool (None for 0)."""
+    started when first needed (or by `prepare`, `warm_up`) and stopped after `idle`
+    seconds unused (0: never). Returns the pool (None for 0)."""
     global _pool
-    pool = PdfWorkers(workers, timeout) if workers > 0 and os.name == "posix" else None
+    on = workers > 0 and os.name == "posix"
+    pool = PdfWorkers(workers, timeout, idle) if on else None
     with _pool_lock:
         old, _pool = _pool, pool
     if old is not None:
@@ -296,6 +362,15 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
+
+
+def prepare() -> None:
+    """A PDF may be asked for soon (a citizen reached the review): start a worker in the
+    background if none runs, so that the PDF does not wait for its start (about a second).
+    Cheap when one runs; nothing without workers."""
+    pool = _pool
+    if pool is not None:
+        pool.prepare()
 
 
 def warm_up() -> list[threading.Thread]:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 
 from flows import engine as eng
-from flows import intents
+from flows import intents, pdfworker
 from flows import privacy as priv
 from flows.render import MAX_TEXT, Renderer, tidy
 from flows.types import (
@@ -561,6 +561,8 @@ class _Turn:
         draft.payload = step.state
         draft.status = step.status
         draft.stage = step.state.get("stage", "questions")
+        if draft.stage == "review":  # the PDF may be asked for next: its worker starts
+            pdfworker.prepare()
         draft.procedure_version = proc.version
         draft.dossier_code = step.state.get("dossier_code")
         draft.subject = subject_of(proc, step.state)

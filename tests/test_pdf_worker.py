@@ -120,6 +120,65 @@ def test_after_shutdown_pdfs_are_made_here() -> None:
     )
 
 
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_an_unused_worker_stops_and_the_next_pdf_starts_one(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="flows.pdfworker")
+    pool = pdfworker.configure(1, idle=0.5)
+    assert pool is not None
+    try:
+        first = pdfworker.make_pdf(DECLARATION, title=TITLE)
+        [pid] = pool.pids()
+        assert wait_gone(pid, timeout=10), "an idle worker kept running"
+        assert pool.pids() == []
+        assert f"PDF worker {pid} stopped after 0 s unused" in caplog.text
+        second = pdfworker.make_pdf(DECLARATION, title=TITLE)
+        [new_pid] = pool.pids()
+        assert new_pid != pid and stable(second) == stable(first)
+    finally:
+        pdfworker.shutdown()
+
+
+def test_a_busy_worker_is_not_stopped_as_idle() -> None:
+    """Used more often than `idle`: the same worker makes every PDF."""
+    pool = pdfworker.configure(1, idle=1.0)
+    assert pool is not None
+    try:
+        pdfworker.make_pdf(DECLARATION, title=TITLE)
+        [pid] = pool.pids()
+        for _ in range(6):
+            time.sleep(0.3)
+            pdfworker.make_pdf(DECLARATION, title=TITLE)
+        assert pool.pids() == [pid]
+    finally:
+        pdfworker.shutdown()
+
+
+def test_prepare_starts_one_worker_in_the_background() -> None:
+    pool = pdfworker.configure(1)
+    assert pool is not None
+    try:
+        assert pool.pids() == []  # nothing at configure time
+        for _ in range(20):  # many citizens reach the review at once: one start
+            pdfworker.prepare()
+        assert wait_for(lambda: len(pool.pids()) == 1)
+        [pid] = pool.pids()
+        assert wait_for(lambda: not pool._warming)  # the fonts are parsed
+        pdfworker.prepare()  # one runs: nothing more
+        pdfworker.make_pdf(DECLARATION, title=TITLE)
+        assert pool.pids() == [pid]
+    finally:
+        pdfworker.shutdown()
+    pdfworker.prepare()  # no workers configured: nothing, no error
+
+
 # `motcua` is a script that imports bot.cli: multiprocessing's spawn and forkserver children
 # would import it again (SQLAlchemy, the store, the engine). This one runs like it.
 SCRIPT = """\
