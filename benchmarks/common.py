@@ -297,9 +297,9 @@ def postgres_url(prefix: str = "motcua_bench") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def database(kind: str, folder: Path) -> Iterator[str]:
+def database(kind: str, folder: Path, name: str = "motcua.db") -> Iterator[str]:
     if kind == "sqlite":
-        with sqlite_url(folder) as url:
+        with sqlite_url(folder, name) as url:
             yield url
     elif kind == "postgresql":
         with postgres_url() as url:

@@ -44,6 +44,9 @@ class LoadSpec:
     drain: float = 15.0  # then replies in flight are awaited this long at most
     settle: float = 1.0  # seconds between the bot's first answer and the load
     id_base: int = 7_000_000  # chat ids of the simulated citizens start here
+    # update ids start this much further on (a database a bot used before has seen the
+    # fake server's first ids: its inbox would drop them as duplicates)
+    skip_update_ids: int = 0
     seed: int = 1
     # motcua's outbound pacer (bot/pacing.py); None: on for paced loads, off for saturated
     pacer: bool | None = None
@@ -231,6 +234,7 @@ async def run_load(
     rnd = random.Random(spec.seed)
     async with common.BenchAPI() as api:
         api.delay = spec.delay
+        api.skip_update_ids(spec.skip_update_ids)
         env = common.bot_env(api, database_url)
         if spec.pacer is False or (spec.pacer is None and spec.shape != "paced"):
             # Throughput is the cost of motcua itself: the bot's outbound pacer (Telegram's

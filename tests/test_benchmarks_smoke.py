@@ -49,6 +49,8 @@ def test_smoke_run_reports_every_metric(tmp_path: Path) -> None:
         "motcua-sqlite-paced-0ms",
         "growth-sqlite-50",
         "growth-sqlite-200",
+        "growth-sqlite-50-r2",  # the second round of the alternating growth loads
+        "growth-sqlite-200-r2",
     }
     assert expected_runs <= set(results["runs"]), sorted(results["runs"])
     for name in expected_runs:
@@ -109,6 +111,8 @@ def test_smoke_run_reports_every_metric(tmp_path: Path) -> None:
             assert rows[section, metric]["value"] is not None, metric
     assert any(s == "memory" and rows[s, m]["value"] is not None for s, m in rows)
     assert rows["conversation", "sqlite: saturated updates/s"]["ratio"] is not None
+    growth = rows["growth", "sqlite: updates/s at 50 -> 200 drafts"]
+    assert growth["value"].count("->") == 2 and "2 alternating rounds" in growth["note"]
     # every reminder that fell due was claimed and sent once, to its citizen, with buttons
     assert rows["reminders and broadcast", "reminders wrong / lost"]["pass"] is True
     assert results["reminders"]["rows"] == {"sent": results["reminders"]["reminders"]}
