@@ -227,7 +227,9 @@ class Bench:
                     url = stack.enter_context(common.database(db, self.folder, f"{name}.db"))
                     _log(f"seed {db}: {citizens} citizens, {drafts} drafts")
                     timing = seed.seed(url, self.plan, citizens, drafts)
-                    _log(f"  seeded in {timing['insert_s']} s")
+                    _log(
+                        f"  seeded in {timing['insert_s']} s, written out in {timing['settle_s']} s"
+                    )
                     plans = seed.hot_query_plans(url, self.plan, self.catalog)
                     self.extra.setdefault("seed", {})[name] = timing
                     self.extra.setdefault("query_plans", {})[name] = plans
