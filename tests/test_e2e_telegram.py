@@ -22,6 +22,7 @@ from flows.lint import play, samples_of
 from flows.pdf import pdf_text
 from procedures.loader import load_catalog
 from tests.fakebot import FakeBotAPI
+from tests.test_pdf_worker import alive
 
 TOKEN = "123456:AAEtestTOKENtestTOKENtest123"
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,13 +75,6 @@ def pdf_workers_of(pid: int) -> list[int]:
         if fields[0] != "Z" and int(fields[1]) == pid and b"flows.pdfworker" in cmdline:
             found.append(int(stat.parent.name))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def maps(pid: int) -> str:

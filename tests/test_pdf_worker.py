@@ -37,18 +37,22 @@ def alive(pid: int) -> bool:
     """Running (a zombie left by a parent that does not reap counts as gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+def wait_for(condition, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
-    while alive(pid):
+    while not condition():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    return wait_for(lambda: not alive(pid), timeout)
 
 
 @pytest.fixture
@@ -120,15 +124,6 @@ def test_after_shutdown_pdfs_are_made_here() -> None:
     assert pdf_text(pdfworker.make_pdf(DECLARATION, title=TITLE)) == pdf_text(
         render_pdf(DECLARATION, title=TITLE)
     )
-
-
-def wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_an_unused_worker_stops_and_the_next_pdf_starts_one(caplog) -> None:
