@@ -27,6 +27,7 @@ the caller's transaction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -124,13 +125,21 @@ def _session(uow: Any) -> Session:
     return uow._s  # the unit of work's session: same transaction
 
 
-def _insert_ignoring_duplicates(session: Session):
-    dialect = session.get_bind().dialect.name
+@functools.cache
+def _accept_stmt(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (update_id) DO NOTHING RETURNING update_id: a duplicate
+    delivery of an id is left untouched, and only the new ids come back."""
     if dialect == "postgresql":
-        return postgresql.insert(_INBOX)
-    if dialect == "sqlite":
-        return sqlite.insert(_INBOX)
-    raise RuntimeError(f"the inbox does not support {dialect}")
+        insert = postgresql.insert
+    elif dialect == "sqlite":
+        insert = sqlite.insert
+    else:
+        raise RuntimeError(f"the inbox does not support {dialect}")
+    return (
+        insert(_INBOX)
+        .on_conflict_do_nothing(index_elements=["update_id"])
+        .returning(_INBOX.c.update_id)
+    )
 
 
 def accept(
@@ -155,13 +164,10 @@ def accept(
         return []
     with store.unit_of_work() as uow:
         s = _session(uow)
-        stmt = (
-            _insert_ignoring_duplicates(s)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["update_id"])
-            .returning(_INBOX.c.update_id)
-        )
-        inserted = set(s.exec(stmt).scalars())
+        # one statement built once per dialect, run with the rows as its parameters
+        # (SQLAlchemy sends them as one multi-row INSERT, "insertmanyvalues"): `.values(rows)`
+        # built and compiled a new statement for every batch
+        inserted = set(s.exec(_accept_stmt(s.get_bind().dialect.name), params=rows).scalars())
         uow.commit()
     return [r["update_id"] for r in rows if r["update_id"] in inserted]
 

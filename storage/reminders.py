@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Index, Table, bindparam, func, insert, select, update
+from sqlalchemy import Index, Table, and_, bindparam, case, func, insert, not_, or_, select, update
+from sqlalchemy import false as sa_false
 from sqlmodel import JSON, Field, Session, SQLModel
 
 from storage.db import AnyOf, column_param
@@ -124,24 +125,39 @@ _R = _REM.c
 _p = column_param
 _ADD = insert(_REM)
 _PLANNED_OF = (_R.citizen_id == _p(_R.citizen_id), _R.kind == _p(_R.kind), _R.status == PLANNED)
-# `plan`: the planned row of one seq moved in place...
-_MOVE_PLANNED = (
-    update(_REM)
-    .where(*_PLANNED_OF, _R.draft_id == _p(_R.draft_id), _R.seq == _p(_R.seq))
-    .values(due_at=_p(_R.due_at), note="")
-)
-_MOVE_PLANNED_NO_DRAFT = (
-    update(_REM)
-    .where(*_PLANNED_OF, _R.draft_id.is_(None), _R.seq == _p(_R.seq))
-    .values(due_at=_p(_R.due_at), note="")
-)
-# ... and the planned rows of the other seqs cancelled (without a draft: of any draft)
-_CANCEL_OTHER_SEQS_ANY_DRAFT = (
-    update(_REM)
-    .where(*_PLANNED_OF, _R.seq.not_in(_p(_R.seq, "b_seqs", expanding=True)))
-    .values(status=CANCELLED, note="replanned")
-)
-_CANCEL_OTHER_SEQS = _CANCEL_OTHER_SEQS_ANY_DRAFT.where(_R.draft_id == _p(_R.draft_id))
+
+
+@functools.cache
+def _replan_stmt(seqs: int, with_draft: bool) -> Any:
+    """`plan` in one statement: the planned rows of (citizen, kind, draft) whose seq is one
+    of the `seqs` given ("b_seq1".., due times "b_due1"..) are moved to their due time, the
+    others cancelled ("replanned"); RETURNING tells which seqs had a planned row (the
+    others are inserted). One UPDATE instead of one per seq plus one for the rest: it runs
+    on every update that saves an active draft. Built once per (number of seqs, draft)."""
+    seq_params = [bindparam(f"b_seq{i}", type_=_R.seq.type) for i in range(1, seqs + 1)]
+    due_params = [_p(_R.due_at, f"b_due{i}") for i in range(1, seqs + 1)]
+    kept = _R.seq.in_(seq_params) if seqs else sa_false()
+    stmt = update(_REM).where(*_PLANNED_OF)
+    if with_draft:
+        stmt = stmt.where(_R.draft_id == _p(_R.draft_id))
+    else:  # the rows without a draft are moved; other seqs are cancelled of any draft
+        stmt = stmt.where(or_(_R.draft_id.is_(None), not_(kept)))
+        kept = and_(kept, _R.draft_id.is_(None))
+    due = (
+        case(
+            *((_R.seq == s, d) for s, d in zip(seq_params, due_params, strict=True)),
+            else_=_R.due_at,
+        )
+        if seqs
+        else _R.due_at
+    )
+    return stmt.values(
+        due_at=due,
+        status=case((kept, PLANNED), else_=CANCELLED),
+        note=case((kept, ""), else_="replanned"),
+    ).returning(_R.seq, _R.status)
+
+
 # `cancel` and `reminders`, restricted by the filters given (`_matching`)
 _BASES = {
     "cancel": update(_REM).where(_R.status == PLANNED).values(status=CANCELLED, note=_p(_R.note)),
@@ -215,19 +231,18 @@ def plan(
     """Plan the reminders of (`draft_id`, `kind`): one planned row per (seq, due_at), the
     planned row of that seq moved in place if there is one; other planned seqs cancelled."""
     s = _session(uow)
-    of = {"b_citizen_id": citizen_id, "b_kind": kind}
+    due = list(due)
+    params: dict[str, Any] = {"b_citizen_id": citizen_id, "b_kind": kind}
     if draft_id is not None:
-        of["b_draft_id"] = draft_id
-        move, stale = _MOVE_PLANNED, _CANCEL_OTHER_SEQS
-    else:
-        move, stale = _MOVE_PLANNED_NO_DRAFT, _CANCEL_OTHER_SEQS_ANY_DRAFT
-    seqs = []
+        params["b_draft_id"] = draft_id
+    for i, (seq, due_at) in enumerate(due, 1):
+        params[f"b_seq{i}"] = seq
+        params[f"b_due{i}"] = _utc(due_at)
+    stmt = _replan_stmt(len(due), draft_id is not None)
+    moved = {seq for seq, status in s.exec(stmt, params=params) if status == PLANNED}
     for seq, due_at in due:
-        seqs.append(seq)
-        moved = s.exec(move, params={**of, "b_seq": seq, "b_due_at": _utc(due_at)})
-        if moved.rowcount == 0:
+        if seq not in moved:
             _insert(s, citizen_id, draft_id, kind, seq, due_at, now, data)
-    s.exec(stale, params={**of, "b_seqs": seqs})
 
 
 def plan_case(

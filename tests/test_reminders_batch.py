@@ -177,3 +177,66 @@ def test_a_later_reminder_due_but_left_for_the_next_batch_still_supersedes(
         (1, "cancelled", "superseded"),
         (2, "sent", ""),
     ]
+
+
+def test_plan_moves_inserts_and_cancels_in_one_pass(store: Store) -> None:
+    """`rows.plan` (one UPDATE ... RETURNING, then inserts): the planned rows of the seqs
+    given move to their new time, missing seqs are added, other planned seqs of the same
+    draft and kind are cancelled ("replanned"); sent rows, other kinds and other drafts are
+    left alone. Without a draft, rows without a draft move and other seqs of any draft go."""
+    from tests.test_store import new_draft
+
+    now = FIXED_NOW
+    with store.unit_of_work() as uow:
+        c = uow.add_citizen("test", "plan-1", "", "", now)
+        d1 = uow.add_draft(new_draft(c.id))
+        d2 = uow.add_draft(new_draft(c.id))
+        uow.commit()
+    at = [now + dt.timedelta(hours=h) for h in range(1, 8)]
+
+    def state() -> list[tuple]:
+        with store.unit_of_work() as uow:
+            found = rows.reminders(uow, citizen_id=c.id)
+        rows_ = [(r.draft_id, r.kind, r.seq, r.status, r.due_at, r.note) for r in found]
+        return sorted(rows_, key=lambda t: (t[0] or 0, *t[1:]))
+
+    with store.unit_of_work() as uow:
+        rows.plan(uow, c.id, d1.id, DRAFT, [(1, at[0]), (2, at[1]), (3, at[2])], now)
+        rows.plan(uow, c.id, d2.id, DRAFT, [(1, at[0])], now)
+        rows.plan(uow, c.id, d1.id, RESULT, [(1, at[3])], now)
+        uow.commit()
+    with store.unit_of_work() as uow:  # seq 1 of draft 1 was sent: not moved, planned anew
+        sent = [r for r in rows.reminders(uow, draft_id=d1.id) if r.kind == DRAFT and r.seq == 1]
+        rows.finish(uow, sent[0].id, rows.SENT, now)
+        uow.commit()
+    with store.unit_of_work() as uow:  # fewer seqs, new times
+        rows.plan(uow, c.id, d1.id, DRAFT, [(1, at[4]), (2, at[5])], now)
+        uow.commit()
+    assert state() == [
+        (d1.id, DRAFT, 1, "planned", at[4], ""),
+        (d1.id, DRAFT, 1, "sent", at[0], ""),
+        (d1.id, DRAFT, 2, "planned", at[5], ""),
+        (d1.id, DRAFT, 3, "cancelled", at[2], "replanned"),
+        (d1.id, RESULT, 1, "planned", at[3], ""),
+        (d2.id, DRAFT, 1, "planned", at[0], ""),
+    ]
+    with store.unit_of_work() as uow:  # no seq left: every planned one of the kind goes
+        rows.plan(uow, c.id, d1.id, DRAFT, [], now)
+        uow.commit()
+    assert [s[3] for s in state() if s[0] == d1.id and s[1] == DRAFT] == [
+        "cancelled",
+        "sent",
+        "cancelled",
+        "cancelled",
+    ]
+    with store.unit_of_work() as uow:  # without a draft
+        rows.plan(uow, c.id, None, "later", [(1, at[0])], now)
+        rows.plan(uow, c.id, d2.id, "later", [(1, at[1]), (2, at[2])], now)
+        rows.plan(uow, c.id, None, "later", [(1, at[6])], now)
+        uow.commit()
+    later = [s for s in state() if s[1] == "later"]
+    assert later == [
+        (None, "later", 1, "planned", at[6], ""),  # moved
+        (d2.id, "later", 1, "planned", at[1], ""),  # same seq, another draft: kept
+        (d2.id, "later", 2, "cancelled", at[2], "replanned"),  # another seq: cancelled
+    ]
