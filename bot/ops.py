@@ -135,16 +135,16 @@ class _State:
         reminder = Reminder.__table__  # type: ignore[attr-defined]
         now = dt.datetime.now(dt.UTC)
         try:
-            with self.store.engine.connect() as conn:
+            with self.store.transaction() as conn:
                 cases = {"open": 0, "claimed": 0}
-                rows = conn.execute(
+                rows = conn.exec(
                     select(handoff.c.status, func.count())
                     .where(handoff.c.status.in_(list(cases)))
                     .group_by(handoff.c.status)
                 )
                 for status, count in rows:
                     cases[status] = int(count)
-                due = conn.execute(
+                due = conn.exec(
                     select(func.count()).where(
                         reminder.c.status == PLANNED, reminder.c.due_at <= now
                     )
@@ -204,8 +204,8 @@ def _database_answers(store) -> bool:
     from sqlalchemy import text
 
     try:
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        with store.transaction() as conn:
+            conn.exec(text("SELECT 1"))
         return True
     except Exception as exc:
         log.warning("healthz: database error %s", type(exc).__name__)

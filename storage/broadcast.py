@@ -23,12 +23,15 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Index, Table, UniqueConstraint, func, insert, select, update
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, SQLModel
 
 from storage.models import UTCDateTime
+
+if TYPE_CHECKING:
+    from storage.store import Transaction
 
 # broadcast statuses
 PREVIEW, SENDING, DONE, CANCELLED = "preview", "sending", "done", "cancelled"
@@ -134,7 +137,7 @@ class Counts:
         return self.sent + self.blocked + self.failed
 
 
-def _session(uow: Any) -> Session:
+def _session(uow: Any) -> Transaction:
     return uow._s  # the unit of work's session: same transaction
 
 

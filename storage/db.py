@@ -90,8 +90,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         engine = create_engine(sa_url, **options)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
-    if backend == "postgresql":
-        options["pool_pre_ping"] = True
+    # No pool_pre_ping on PostgreSQL: a round trip before every checkout. A connection the
+    # server dropped fails its first statement, which storage.store.Transaction runs again
+    # on a new connection (nothing else ran in that transaction yet).
     options.update(pool)
     return create_engine(sa_url, **options)
 

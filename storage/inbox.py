@@ -31,14 +31,17 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, Index, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, SQLModel
 
 from storage.crypto import EncryptedJSON
 from storage.models import UTCDateTime
+
+if TYPE_CHECKING:
+    from storage.store import Transaction
 
 NEW, APPLIED, DONE = "new", "applied", "done"
 INBOX_STATUSES = frozenset({NEW, APPLIED, DONE})
@@ -121,7 +124,7 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _session(uow: Any) -> Session:
+def _session(uow: Any) -> Transaction:
     return uow._s  # the unit of work's session: same transaction
 
 

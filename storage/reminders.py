@@ -25,14 +25,17 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Index, Table, and_, bindparam, case, func, insert, not_, or_, select, update
 from sqlalchemy import false as sa_false
-from sqlmodel import JSON, Field, Session, SQLModel
+from sqlmodel import JSON, Field, SQLModel
 
 from storage.db import AnyOf, column_param
 from storage.models import UTCDateTime
+
+if TYPE_CHECKING:
+    from storage.store import Transaction
 
 PLANNED, SENT, CANCELLED = "planned", "sent", "cancelled"
 REMINDER_STATUSES = frozenset({PLANNED, SENT, CANCELLED})
@@ -104,7 +107,7 @@ class ReminderRec:
     audience: str = CITIZEN
 
 
-def _session(uow: Any) -> Session:
+def _session(uow: Any) -> Transaction:
     return uow._s  # the unit of work's session: same transaction
 
 
@@ -193,7 +196,7 @@ def _matching(base: str, **filters: Any) -> tuple[Any, dict[str, Any]]:
 
 
 def _insert(
-    s: Session,
+    s: Transaction,
     citizen_id: int,
     draft_id: int | None,
     kind: str,

@@ -134,11 +134,13 @@ def test_normalize_url() -> None:
     assert normalize_url("sqlite:///data/motcua.db") == "sqlite:///data/motcua.db"
 
 
-def test_postgresql_engine_uses_psycopg3_and_pre_ping() -> None:
+def test_postgresql_engine_uses_psycopg3_without_a_ping_per_checkout() -> None:
+    """A dropped connection is replaced at its first statement instead (see the test
+    below, and `storage.store.Transaction`)."""
     store = Store("postgresql://postgres@127.0.0.1:5432/test")  # no connection is made
     try:
         assert store.engine.dialect.driver == "psycopg"
-        assert store.engine.pool._pre_ping is True
+        assert store.engine.pool._pre_ping is False
     finally:
         store.dispose()
 
@@ -753,15 +755,20 @@ def test_unit_of_work_rolls_back_without_commit(store: Store) -> None:
 
 def test_postgresql_connections_recover_after_the_server_drops_them() -> None:
     """What a PostgreSQL restart does to a running bot: every pooled connection is cut.
-    The pool checks a connection before lending it (pool_pre_ping), so the next unit of
-    work gets a fresh one instead of failing."""
+    A unit of work whose first statement meets a dropped connection runs it again on a
+    new one (`storage.store.Transaction`), so the next unit of work succeeds instead of
+    failing; so do the health check and the metrics (bot/ops.py)."""
     with make_store("postgresql") as store:
         now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
         with store.unit_of_work() as uow:
             uow.add_citizen("telegram", "501", "", "", now)
             uow.commit()
-        with store.engine.connect() as conn:
-            pids = {conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()}
+        # three connections in the pool, all cut below
+        held = [store.transaction() for _ in range(3)]
+        pids = {tx.exec(sa.text("SELECT pg_backend_pid()")).scalar_one() for tx in held}
+        for tx in held:
+            tx.close()
+        assert len(pids) == 3
         admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as conn:
@@ -775,3 +782,8 @@ def test_postgresql_connections_recover_after_the_server_drops_them() -> None:
             uow.commit()
         with store.unit_of_work() as uow:
             assert uow.citizen("telegram", "502") is not None
+        from bot.ops import _database_answers
+
+        assert _database_answers(store)
+        with store.transaction() as tx:
+            assert tx.exec(sa.text("SELECT pg_backend_pid()")).scalar_one() not in pids
