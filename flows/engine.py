@@ -114,6 +114,7 @@ def _clone(value: Any) -> Any:
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), dt.date, dt.datetime})
+clone_json = _clone  # for the service's snapshot of a citizen's session
 
 
 def _narrowed(pending: dict[str, Any], text: str) -> tuple[Any, str] | None:

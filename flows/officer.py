@@ -188,7 +188,8 @@ class OfficerDesk:
             self._officer_command(svc, uow, act, ev)
             return act.out
         sender = inbound.sender
-        citizen = uow.citizen(sender.channel, sender.external_id)
+        # locked until the commit, as the bot's turn does (ConversationService `_Turn`)
+        citizen = uow.citizen(sender.channel, sender.external_id, lock=True)
         if citizen is None:
             return None
         if isinstance(ev, Press) and ev.data.startswith("c."):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from flows import engine as eng
 from flows import intents, pdfworker
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN_STATUSES = (eng.ACTIVE, eng.COMPLETED, eng.EXITED)
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 LISTED_STATUSES = (eng.ACTIVE, eng.COMPLETED, eng.SUBMITTED, eng.EXITED)
 MAX_LISTED = 8
 
@@ -127,6 +128,14 @@ class ConversationService:
             except (StaleVersion, IntegrityError) as exc:  # another process won: redo
                 last = exc
                 continue
+            except DBAPIError as exc:
+                # PostgreSQL gave up on this transaction for another's sake (a deadlock
+                # between two turns locking a citizen and a case in opposite orders, a
+                # serialization failure): nothing was applied, redo
+                if getattr(exc.orig, "sqlstate", None) not in RETRY_SQLSTATES:
+                    raise
+                last = exc
+                continue
         raise RuntimeError("could not apply the update after several retries") from last
 
     # ------------------------------------------------------------------ officer side
@@ -189,6 +198,19 @@ class ConversationService:
         return Outbound(deliveries=deliveries)
 
 
+# How stale a citizen's `last_seen_at` may get before a turn that changes nothing else of
+# the citizen writes it (storage.store.UnitOfWork.keep_citizen). It only dates the
+# citizen for the retention purge, counted in days (flows/privacy.py).
+SEEN_EVERY = dt.timedelta(minutes=5)
+
+
+def _citizen_fields(citizen: Any) -> tuple:
+    """What a turn may change of a citizen besides `last_seen_at`: a deep copy of the
+    session (a nested value changed in place must not compare equal to itself)."""
+    session = eng.clone_json(citizen.session or {})
+    return (session, citizen.display_name, citizen.username, citizen.timezone)
+
+
 class _Turn:
     """One inbound event for one citizen, inside one unit of work."""
 
@@ -202,12 +224,14 @@ class _Turn:
         self.catalog = svc.catalog
         self.out = Outbound()
         sender = inbound.sender
-        citizen = uow.citizen(sender.channel, sender.external_id)
+        # locked until the commit (PostgreSQL): another process's turn of this citizen waits
+        citizen = uow.citizen(sender.channel, sender.external_id, lock=True)
         self.is_new = citizen is None
         if citizen is None:  # no name kept before consent (flows/privacy.py)
             citizen = uow.add_citizen(sender.channel, sender.external_id, "", "", now)
         self.citizen = citizen
         self.session: dict[str, Any] = dict(citizen.session or {})
+        self._as_read = _citizen_fields(citizen)
         self.erased = False
 
     # ------------------------------------------------------------------ dispatch
@@ -228,12 +252,22 @@ class _Turn:
             else:
                 self._menu(note="not_text_menu")
         if not self.erased:
-            self.citizen.session = self.session
-            self.citizen.last_seen_at = self.now
+            citizen = self.citizen
+            seen_before = citizen.last_seen_at
+            citizen.session = self.session
+            citizen.last_seen_at = self.now
             if self.inbound.sender.display_name and priv.consented(self.session):
-                self.citizen.display_name = self.inbound.sender.display_name
-                self.citizen.username = self.inbound.sender.username
-            self.uow.save_citizen(self.citizen)
+                citizen.display_name = self.inbound.sender.display_name
+                citizen.username = self.inbound.sender.username
+            if (
+                self.is_new
+                or _citizen_fields(citizen) != self._as_read
+                or not seen_before <= self.now < seen_before + SEEN_EVERY
+            ):
+                self.uow.save_citizen(citizen)
+            else:  # most answers change nothing of the citizen (README, Performance)
+                citizen.last_seen_at = seen_before
+                self.uow.keep_citizen(citizen)
         return self.out
 
     def _command(self, cmd: Command) -> None:

@@ -96,6 +96,7 @@ _C, _D, _H = _CITIZEN.c, _DRAFT.c, _HANDOFF.c
 _CITIZEN_BY_KEY = select(_CITIZEN).where(
     _C.channel == _p(_C.channel), _C.external_id == _p(_C.external_id)
 )
+_CITIZEN_BY_KEY_LOCKED = _CITIZEN_BY_KEY.with_for_update()  # SQLite: plain SELECT
 _CITIZEN_BY_ID = select(_CITIZEN).where(_C.id == _p(_C.id))
 _SAVE_CITIZEN = (
     update(_CITIZEN)
@@ -354,6 +355,8 @@ class UnitOfWork:
 
     def __init__(self, transaction: Transaction) -> None:
         self._s = transaction
+        # citizens whose row this transaction holds locked (PostgreSQL's FOR UPDATE)
+        self._locked: set[int] = set()
 
     def __enter__(self) -> "UnitOfWork":
         return self
@@ -371,13 +374,25 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self._s.commit()
+        self._locked.clear()  # a commit releases the row locks
 
     # ------------------------------------------------------------------------- citizens
 
-    def citizen(self, channel: str, external_id: str) -> CitizenRec | None:
+    def citizen(self, channel: str, external_id: str, *, lock: bool = False) -> CitizenRec | None:
+        """The citizen of this chat, or None. `lock`: on PostgreSQL the row stays locked
+        until this transaction ends (SELECT ... FOR UPDATE), so another transaction's turn
+        of the same citizen waits for this one: turns of one citizen never interleave, and
+        `keep_citizen` needs no write. SQLite has no row locks (its writers queue for the
+        whole file); there the version check of `save_citizen` stays the guard."""
         params = {"b_channel": channel, "b_external_id": external_id}
-        row = self._s.exec(_CITIZEN_BY_KEY, params=params).first()
-        return _citizen_rec(row) if row is not None else None
+        stmt = _CITIZEN_BY_KEY_LOCKED if lock else _CITIZEN_BY_KEY
+        row = self._s.exec(stmt, params=params).first()
+        if row is None:
+            return None
+        rec = _citizen_rec(row)
+        if lock and self._s.get_bind().dialect.name == "postgresql":
+            self._locked.add(rec.id)
+        return rec
 
     def citizen_by_id(self, citizen_id: int) -> CitizenRec | None:
         row = self._s.exec(_CITIZEN_BY_ID, params={"b_id": citizen_id}).first()
@@ -408,6 +423,16 @@ class UnitOfWork:
         }
         result = self._s.exec(insert(_CITIZEN).values(values))
         return CitizenRec(id=result.inserted_primary_key[0], **values)
+
+    def keep_citizen(self, rec: CitizenRec) -> None:
+        """The turn changed nothing of the citizen worth a write (the caller decides: its
+        session, names and timezone as read, last seen a moment ago). Without a write when
+        this transaction holds the row locked (`citizen(..., lock=True)` on PostgreSQL):
+        no other turn of the citizen can have changed it meanwhile. Otherwise the write
+        is made (`save_citizen`), for its version check: a concurrent change of the
+        citizen makes this transaction start again."""
+        if rec.id not in self._locked:
+            self.save_citizen(rec)
 
     def save_citizen(self, rec: CitizenRec) -> None:
         """Write the mutable fields (names, session, timezone, last_seen_at); bump version."""

@@ -162,3 +162,109 @@ def test_same_citizen_two_services_no_lost_update(kind: str, tmp_path: Path) -> 
         (payload,) = draft_payloads(store)
         assert payload["answers"]["owner_name"] == "Trần Thị Bình"
         assert payload["answers"]["owner_birth"] == "1988-06-05"
+
+
+def _citizen_writes(store):
+    """Count the UPDATEs of the citizen table the store's engine runs."""
+    import sqlalchemy as sa
+
+    seen = {"n": 0}
+
+    def count(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE CITIZEN"):
+            seen["n"] += 1
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    return seen
+
+
+def _citizen_row(store):
+    with store.unit_of_work() as uow:
+        return uow.citizen("test", "1001")
+
+
+def test_an_answer_that_changes_nothing_of_the_citizen_writes_it_only_when_needed(
+    store, tmp_path: Path
+) -> None:
+    """Most answers change only the draft. On PostgreSQL the turn holds the citizen's row
+    locked (FOR UPDATE), so the citizen is not written again; `last_seen_at` is written
+    once it is SEEN_EVERY old. On SQLite the write stays: its version check is the guard
+    against a concurrent change."""
+    from flows.service import SEEN_EVERY
+
+    clock = Clock()
+    chat = Chat(service(store, tiny_catalog(tmp_path), clock))
+    chat.cmd("start", "tiny_permit")
+    chat.press("Đồng ý")
+    chat.press("Chó")
+    before = _citizen_row(store)
+    writes = _citizen_writes(store)
+    clock.advance(seconds=30)
+    chat.send("Trần Thị Bình")  # an answer: the session does not change
+    after = _citizen_row(store)
+    (payload,) = draft_payloads(store)
+    assert payload["answers"]["owner_name"] == "Trần Thị Bình"
+    if store.dialect == "postgresql":
+        assert writes["n"] == 0
+        assert (after.version, after.last_seen_at) == (before.version, before.last_seen_at)
+    else:
+        assert writes["n"] == 1
+        assert after.version == before.version + 1
+    assert after.session == before.session
+
+    clock.advance(seconds=SEEN_EVERY.total_seconds())
+    chat.send("5/6/1988")
+    assert writes["n"] == (1 if store.dialect == "postgresql" else 2)
+    assert _citizen_row(store).last_seen_at == clock()
+
+    chat.cmd("hoso")  # a screen change is a session change: written at once
+    assert writes["n"] == (2 if store.dialect == "postgresql" else 3)
+    assert _citizen_row(store).session != after.session
+
+
+def test_turns_of_one_citizen_wait_for_each_other_on_postgresql(tmp_path: Path) -> None:
+    """Another process's turn of the same citizen waits for the row lock of the turn in
+    flight from its first statement, the citizen's SELECT ... FOR UPDATE (seen waiting in
+    pg_stat_activity), then sees what it committed."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_URL, make_store
+
+    with make_store("postgresql") as store:
+        catalog = tiny_catalog(tmp_path)
+        first = Chat(service(store, catalog))
+        first.cmd("start", "tiny_permit")
+        first.press("Đồng ý")
+        first.press("Chó")
+        with store.unit_of_work() as holder:  # a turn in flight elsewhere: the row locked
+            assert holder.citizen("test", "1001", lock=True) is not None
+            other = Chat(service(store, catalog))
+            done = threading.Event()
+            worker = threading.Thread(
+                target=lambda: (other.send("Trần Thị Bình"), done.set()), daemon=True
+            )
+            worker.start()
+            admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+            try:
+                waiting = False
+                for _ in range(200):  # until the other turn waits on the lock (<= 10 s)
+                    with admin.connect() as conn:
+                        waiting = bool(
+                            conn.exec_driver_sql(
+                                "SELECT count(*) FROM pg_stat_activity"
+                                " WHERE wait_event_type = 'Lock' AND query ILIKE 'SELECT %%FROM citizen%%FOR UPDATE%%'"
+                            ).scalar_one()
+                        )
+                    if waiting or done.is_set():
+                        break
+                    threading.Event().wait(0.05)
+            finally:
+                admin.dispose()
+            assert waiting and not done.is_set()
+            holder.commit()
+        worker.join(30)
+        assert done.is_set()
+        (payload,) = draft_payloads(store)
+        assert payload["answers"]["owner_name"] == "Trần Thị Bình"
