@@ -30,6 +30,7 @@ from flows.types import Command, Inbound, Press, Reply, Sender, Text
 from procedures import validators
 from procedures.loader import Catalog, load_catalog
 from procedures.results import Invalid
+from storage.crypto import Keyring, generate_key
 from storage.store import Store
 
 # Event kinds: ("cmd", "/start arg"), ("text", typed), ("press", token)
@@ -227,7 +228,8 @@ def plan_scripts(
     `per_procedure`, only that many samples of each."""
     catalog = catalog or load_catalog()
     today = dt.datetime.now(ZoneInfo(timezone)).date()
-    store = Store("sqlite://")
+    # an in-memory database with a throwaway key (no ./motcua.key left in the folder)
+    store = Store("sqlite://", keyring=Keyring([generate_key()]))
     store.upgrade()
     try:
         svc = ConversationService(store, catalog, timezone=timezone, raise_errors=True)

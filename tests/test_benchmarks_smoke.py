@@ -125,3 +125,23 @@ def test_smoke_run_reports_every_metric(tmp_path: Path) -> None:
 
     # the table was printed
     assert "| sqlite: saturated updates/s |" in proc.stdout.replace("| conversation ", "")
+
+
+def test_service_benchmark_runs_on_both_databases() -> None:
+    """`python -m benchmarks.service` (in-process, the bot's wiring): one sample of each
+    procedure, once, on SQLite and PostgreSQL; every update counted with its statements."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.service", "--rounds", "1", "--samples", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    lines = [line for line in out.splitlines() if " updates, CPU " in line]
+    assert [line.split(":")[0] for line in lines] == ["sqlite", "postgresql"]
+    for line in lines:
+        updates = int(line.split(": ")[1].split(" updates")[0])
+        statements = float(line.split("), ")[1].split(" statements")[0])
+        assert updates > 20 and 3 < statements < 20
