@@ -357,6 +357,9 @@ class UnitOfWork:
         self._s = transaction
         # citizens whose row this transaction holds locked (PostgreSQL's FOR UPDATE)
         self._locked: set[int] = set()
+        # the records `citizen(..., lock=True)` returned, by chat: the officer desk and then
+        # the bot's turn ask for the same citizen in one transaction (one SELECT)
+        self._turn_citizens: dict[tuple[str, str], CitizenRec] = {}
 
     def __enter__(self) -> "UnitOfWork":
         return self
@@ -375,6 +378,7 @@ class UnitOfWork:
     def commit(self) -> None:
         self._s.commit()
         self._locked.clear()  # a commit releases the row locks
+        self._turn_citizens.clear()
 
     # ------------------------------------------------------------------------- citizens
 
@@ -383,15 +387,21 @@ class UnitOfWork:
         until this transaction ends (SELECT ... FOR UPDATE), so another transaction's turn
         of the same citizen waits for this one: turns of one citizen never interleave, and
         `keep_citizen` needs no write. SQLite has no row locks (its writers queue for the
-        whole file); there the version check of `save_citizen` stays the guard."""
+        whole file); there the version check of `save_citizen` stays the guard.
+        A second `lock=True` call for the same chat in this transaction returns the same
+        record (as this transaction left it: `save_citizen` updates it) without a query."""
+        if lock and (found := self._turn_citizens.get((channel, external_id))) is not None:
+            return found
         params = {"b_channel": channel, "b_external_id": external_id}
         stmt = _CITIZEN_BY_KEY_LOCKED if lock else _CITIZEN_BY_KEY
         row = self._s.exec(stmt, params=params).first()
         if row is None:
             return None
         rec = _citizen_rec(row)
-        if lock and self._s.get_bind().dialect.name == "postgresql":
-            self._locked.add(rec.id)
+        if lock:
+            self._turn_citizens[(channel, external_id)] = rec
+            if self._s.get_bind().dialect.name == "postgresql":
+                self._locked.add(rec.id)
         return rec
 
     def citizen_by_id(self, citizen_id: int) -> CitizenRec | None:
@@ -727,6 +737,7 @@ class UnitOfWork:
 
     def delete_citizen_data(self, citizen_id: int) -> None:
         """Remove the citizen with all their drafts, facts and handoffs."""
+        self._turn_citizens = {k: c for k, c in self._turn_citizens.items() if c.id != citizen_id}
         their_drafts = select(_DRAFT.c.id).where(_DRAFT.c.citizen_id == citizen_id)
         self._s.exec(
             delete(_FACT).where(

@@ -253,6 +253,31 @@ def citizen_mid_form(world: World, user: str = "5001", **changes) -> Person:
     return person
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_with_the_desk_an_answer_looks_the_citizen_up_once(kind: str) -> None:
+    """The officer desk looks at the citizen first (is an officer talking to them?), then
+    the bot's turn: one SELECT of the citizen for both, in one transaction."""
+    import sqlalchemy as sa
+
+    with desk_service(kind) as w:
+        person = Person(w, "5001")
+        person.cmd("start", XN)
+        person.press_label("Đồng ý")
+        lookups: list[str] = []
+
+        def count(conn, cursor, statement, params, context, executemany) -> None:
+            if re.match(r"\s*SELECT\b.*\sFROM citizen\b", statement, re.S):
+                lookups.append(statement)
+
+        sa.event.listen(w.store.engine, "before_cursor_execute", count)
+        (kind_, value), *_ = list(actions(sample()))
+        person.send(value) if kind_ == "text" else person.press_token(value)
+        sa.event.remove(w.store.engine, "before_cursor_execute", count)
+        assert len(lookups) == 1
+        draft = w.draft_of("5001")
+        assert len(draft.payload["answers"]) == 1  # the answer was taken
+
+
 # ----------------------------------------------------------------------------- asking
 
 
