@@ -125,7 +125,7 @@ def _utc(value: datetime) -> datetime:
 
 
 def _session(uow: Any) -> Transaction:
-    return uow._s  # the unit of work's session: same transaction
+    return uow._s  # the unit of work's Transaction (storage.store): same transaction
 
 
 @functools.cache

@@ -179,7 +179,7 @@ class Purged:
 
 
 def _session(uow: Any) -> Any:
-    return uow._s  # the unit of work's session: same transaction
+    return uow._s  # the unit of work's Transaction (storage.store): same transaction
 
 
 def purge(uow: Any, now: datetime, *, draft_days: int, case_days: int) -> Purged:

@@ -108,7 +108,7 @@ class ReminderRec:
 
 
 def _session(uow: Any) -> Transaction:
-    return uow._s  # the unit of work's session: same transaction
+    return uow._s  # the unit of work's Transaction (storage.store): same transaction
 
 
 def _utc(value: datetime) -> datetime:

@@ -291,7 +291,8 @@ class Transaction:
     """The statements of one unit of work, on one Core connection taken from the pool at
     the first statement (and given back on `close`). Every statement here is a Core one
     (tables, not ORM entities), so an ORM Session added only its own bookkeeping around
-    each: 7 % of an update's samples on PostgreSQL, in-process (README, Performance).
+    each: 6-13 % of an update's CPU on SQLite, in-process (README, Performance, seventh
+    round).
     `exec(statement, params=...)` is Session.exec's call; a list of parameter sets runs
     the statement for each (executemany)."""
 
