@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import datetime as dt
 import os
 import re
@@ -113,12 +112,6 @@ def _button(out, token: str) -> str:
     raise LookupError(token)
 
 
-@contextlib.contextmanager
-def _database(kind: str, folder: Path):
-    with common.database(kind, folder) as url:
-        yield url
-
-
 def measure(kind: str, plan: Plan, rounds: int) -> dict:
     """One database: the scripts played `rounds` times after one warm-up script."""
     from bot.app import build_service
@@ -127,7 +120,7 @@ def measure(kind: str, plan: Plan, rounds: int) -> dict:
 
     with (
         tempfile.TemporaryDirectory(prefix="motcua-bench-") as tmp,
-        _database(kind, Path(tmp)) as url,
+        common.database(kind, Path(tmp)) as url,
     ):
         saved = dict(os.environ)
         os.environ.pop("MOTCUA_DATA_KEY_FILE", None)

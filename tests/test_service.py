@@ -227,6 +227,7 @@ def test_turns_of_one_citizen_wait_for_each_other_on_postgresql(tmp_path: Path) 
     flight from its first statement, the citizen's SELECT ... FOR UPDATE (seen waiting in
     pg_stat_activity), then sees what it committed."""
     import threading
+    import time
 
     import sqlalchemy as sa
 
@@ -259,7 +260,7 @@ def test_turns_of_one_citizen_wait_for_each_other_on_postgresql(tmp_path: Path) 
                         )
                     if waiting or done.is_set():
                         break
-                    threading.Event().wait(0.05)
+                    time.sleep(0.05)
             finally:
                 admin.dispose()
             assert waiting and not done.is_set()
