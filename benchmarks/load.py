@@ -212,6 +212,7 @@ async def run_load(
     profile: Path | None = None,
     profile_rate: int = 100,
     command: list[str] | None = None,
+    profile_gil: bool = False,
 ) -> LoadResult:
     """Run one load against a fresh bot process; see the module docstring."""
     result = LoadResult(spec.name, spec.bot, spec.db, spec.shape, spec.citizens, spec.delay * 1000)
@@ -226,6 +227,7 @@ async def run_load(
             str(profile_rate),
             "--format",
             "raw",
+            *(["--gil"] if profile_gil else []),
             "-o",
             str(profile),
             "--",

@@ -202,3 +202,22 @@ class AiohttpRequest(BaseRequest):
         except aiohttp.ClientError as err:
             message = _TOKEN_RE.sub("bot<token>", str(err))
             raise NetworkError(f"aiohttp.{type(err).__name__}: {message}") from err
+
+
+# ----------------------------------------------------------------------------- raw calls
+
+
+async def call_raw(bot: Any, method: str, params: dict[str, Any], **timeouts: Any) -> Any:
+    """Call the Bot API `method` (camelCase) and return its JSON result as it came.
+
+    The named wrappers of python-telegram-bot (`Bot.send_message`, `Bot.get_updates`) build
+    objects from every answer: a whole `Message` for each reply sent, of which the bot keeps
+    the id; the updates, which the inbox would then turn back into a dict to store. That
+    was about a tenth of the bot's CPU under load (README, Performance).
+
+    This is `Bot.do_api_request` without its warning (it is meant for methods PTB has no
+    wrapper for, and says so for the others): `Bot._post`, the step every wrapper and
+    `do_api_request` share, so the request, its defaults, timeouts and errors are the same.
+    `params` with None values dropped, objects (`ReplyParameters`) serialised by PTB, plain
+    dicts (a keyboard as JSON) sent as they are. Retries are the caller's."""
+    return await bot._post(method, params, **timeouts)

@@ -34,13 +34,14 @@ import datetime as dt
 import importlib
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Updater
 
+from bot.http import call_raw
 from flows.types import AlreadyHandled, Inbound, Outbound
 from storage import inbox as rows
 
@@ -50,6 +51,8 @@ LEASE = dt.timedelta(seconds=120)  # how long a process owns a row it is working
 SWEEP_SECONDS = 30.0  # how often abandoned rows are taken over and old rows pruned
 KEEP_DONE = dt.timedelta(hours=48)  # finished ids kept against late duplicates (Telegram
 # keeps an undelivered update at most 24 hours)
+# a getUpdates long poll is given up this long after its poll time (PTB's read timeout)
+POLL_READ_SLACK = 5.0
 TURN_WAIT_SECONDS = 10.0  # webhook: how long an update waits for an older one of its chat
 TURN_POLL_SECONDS = 0.05
 
@@ -163,12 +166,9 @@ class Inbox:
         """This process accepted (or recovered) the update and works on it."""
         return update_id in self._working
 
-    async def accept(self, updates: Iterable[Update]) -> list[Update]:
-        """Store the updates (committed when this returns); return the new ones."""
-        return await self.accept_raw([(u, u.to_dict()) for u in updates])
-
-    async def accept_raw(self, pairs: list[tuple[Update, dict]]) -> list[Update]:
-        """Like `accept`, with each update's raw JSON as received (webhook)."""
+    async def accept(self, pairs: list[tuple[Update, dict]]) -> list[Update]:
+        """Store the updates, each with its JSON as received (committed when this returns);
+        return the new ones."""
         if not pairs:
             return []
         by_id = {u.update_id: (u, raw) for u, raw in pairs}  # one row per id
@@ -345,10 +345,11 @@ class InboxUpdater(Updater):
         backoff = 0.0
         while self._running:
             try:
-                updates = await self.bot.get_updates(
-                    offset=offset, timeout=timeout, allowed_updates=allowed_updates
-                )
-                fresh = await self.inbox.accept(updates) if self.inbox else list(updates)
+                raw = await self._get_updates(offset, timeout, allowed_updates)
+                updates = [Update.de_json(item, self.bot) for item in raw]
+                # stored as they came (no to_dict of the parsed objects)
+                pairs = list(zip(updates, raw, strict=True))
+                fresh = await self.inbox.accept(pairs) if self.inbox else updates
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the Bot API or the database: wait and ask again
@@ -364,6 +365,12 @@ class InboxUpdater(Updater):
                 offset = max(u.update_id for u in updates) + 1
             if interval:
                 await asyncio.sleep(interval)
+
+    async def _get_updates(self, offset: int | None, timeout: Any, allowed: Any) -> list[dict]:
+        """getUpdates as `Bot.get_updates` makes it, answering the raw JSON (call_raw)."""
+        poll = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout or 0
+        params = {"offset": offset, "timeout": timeout, "allowed_updates": allowed}
+        return await call_raw(self.bot, "getUpdates", params, read_timeout=POLL_READ_SLACK + poll)
 
     # -- webhook
     async def start_webhook(  # type: ignore[override]
@@ -414,7 +421,7 @@ class InboxUpdater(Updater):
     async def receive(self, update: Update, raw: dict) -> None:
         """One update from the webhook: durable (when this returns) and queued, or ignored
         as a duplicate. Raises when it could not be stored (the caller answers 500)."""
-        fresh = await self.inbox.accept_raw([(update, raw)]) if self.inbox else [update]
+        fresh = await self.inbox.accept([(update, raw)]) if self.inbox else [update]
         for u in fresh:
             await self.update_queue.put(u)
 

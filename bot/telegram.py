@@ -40,7 +40,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 from telegram.warnings import PTBDeprecationWarning
 
 from bot import ops
-from bot.http import AiohttpRequest
+from bot.http import AiohttpRequest, call_raw
 from bot.inbox import Inbox, InboxUpdater
 from bot.pacing import PACER_KEY, Pacer, pacer_for
 from flows.types import (
@@ -283,6 +283,17 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     )
 
 
+def keyboard_json(reply: Reply) -> dict | None:
+    """`keyboard(reply)` as the Bot API's JSON, for `call_raw` (no objects built)."""
+    if not reply.buttons:
+        return None
+    return {
+        "inline_keyboard": [
+            [{"text": b.label, "callback_data": b.data} for b in row] for row in reply.buttons
+        ]
+    }
+
+
 def _retry_after(err: RetryAfter) -> float:
     with warnings.catch_warnings():
         # PTB 22.2+ warns that this int becomes a timedelta in v23; accept both.
@@ -407,27 +418,25 @@ async def send_reply(
     `pacer`); return the id of the last message sent."""
     where = _where(thread_id, reply_to)
     last_id: int | None = None
-    markup = keyboard(reply)
     text = reply.text or ""
     if reply.attachment is not None:
         # Buttons go under the last message of the reply: the text if any, else the file.
         has_text = bool(text.strip()) or _utf16_len(reply.attachment.caption) > CAPTION_LIMIT
+        markup = None if has_text else keyboard(reply)
         overflow = await _send_attachment(
-            bot, chat_id, reply.attachment, None if has_text else markup, pacer=pacer, **where
+            bot, chat_id, reply.attachment, markup, pacer=pacer, **where
         )
         if overflow:
             text = f"{overflow}\n\n{text}" if text.strip() else overflow
     pieces = split_text(text)
+    buttons = keyboard_json(reply)
     for index, piece in enumerate(pieces):
-        last = index == len(pieces) - 1
-        sent = await _with_retry(
-            lambda piece=piece, last=last: bot.send_message(
-                chat_id=chat_id, text=piece, reply_markup=markup if last else None, **where
-            ),
-            pacer,
-            chat_id,
-        )
-        last_id = sent.message_id
+        params = {"chat_id": chat_id, "text": piece, **where}
+        if index == len(pieces) - 1:
+            params["reply_markup"] = buttons
+        # the raw answer: only the message id is kept (bot/http.py, call_raw)
+        sent = await _with_retry(lambda p=params: call_raw(bot, "sendMessage", p), pacer, chat_id)
+        last_id = sent["message_id"]
     return last_id
 
 
@@ -542,15 +551,14 @@ class Deliverer:
     async def _edit(bot, chat_id: int, message_id: int, reply: Reply) -> None:
         # An edit adds no message to the chat: not paced (Telegram's limits count
         # messages); a 429 on it is still waited out and retried.
+        params = {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "text": split_text(reply.text)[0] if reply.text.strip() else "-",
+            "reply_markup": keyboard_json(reply),
+        }
         try:
-            await _with_retry(
-                lambda: bot.edit_message_text(
-                    chat_id=chat_id,
-                    message_id=message_id,
-                    text=split_text(reply.text)[0] if reply.text.strip() else "-",
-                    reply_markup=keyboard(reply),
-                )
-            )
+            await _with_retry(lambda: call_raw(bot, "editMessageText", params))
         except BadRequest as err:
             # "not modified": it already shows this; "not found", "can't be edited": the
             # card was deleted or is too old, there is nothing left to update.
@@ -610,8 +618,10 @@ async def _remove_keyboard(query: CallbackQuery) -> None:
         return
     # Best effort like `_answer_callback`: an edit, not a message (not paced); a stale
     # button left behind is refused by the service anyway.
+    # (no reply_markup: the keyboard goes; the raw call builds no Message from the answer)
+    params = {"chat_id": message.chat_id, "message_id": message.message_id}
     try:
-        await query.edit_message_reply_markup(reply_markup=None)
+        await call_raw(query.get_bot(), "editMessageReplyMarkup", params)
     except BadRequest as err:
         # "message is not modified", "message to edit not found", "can't be edited".
         if harmless(err) is None:

@@ -41,6 +41,7 @@ CALLBACK_DATA_LIMIT = 64  # bytes
 PRIVATE_CHAT_RATE = (1, 1.0)
 GROUP_CHAT_RATE = (20, 60.0)
 GLOBAL_RATE = (30, 1.0)
+INJECTED_KEPT = 1_000  # updates kept for `FakeBotAPI.injected`
 
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
@@ -659,6 +660,7 @@ class FakeBotAPI:
         self._files: dict[str, StoredFile] = {}
         self._open_callbacks: dict[str, tuple[str, dict | None]] = {}
         self._pending: list[dict] = []
+        self._injected: dict[int, dict] = {}  # the last INJECTED_KEPT updates, by id
         self._next_update_id = 500_000
         self._allowed_updates: list[str] = []
         self._poll_generation = 0
@@ -752,6 +754,9 @@ class FakeBotAPI:
         self._next_update_id += 1
         update = {"update_id": self._next_update_id, **copy.deepcopy(fields)}
         self._pending.append(update)
+        self._injected[self._next_update_id] = update
+        if len(self._injected) > INJECTED_KEPT:
+            del self._injected[next(iter(self._injected))]
         if self._updates_signal:
             self._updates_signal.fire()
         return self._next_update_id
@@ -802,6 +807,11 @@ class FakeBotAPI:
     def last_update_id(self) -> int:
         """The update_id of the last update injected."""
         return self._next_update_id
+
+    def injected(self, update_id: int) -> dict:
+        """The update as it was queued (and delivered: the JSON of getUpdates or of the
+        webhook call); the last INJECTED_KEPT are kept."""
+        return copy.deepcopy(self._injected[update_id])
 
     def confirmed(self, update_id: int) -> bool:
         """The bot confirmed the update: it called getUpdates with a higher offset."""

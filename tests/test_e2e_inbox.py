@@ -96,6 +96,13 @@ async def test_kill_9_with_updates_in_flight_loses_none(tmp_path: Path) -> None:
         api.release("sendMessage")
         assert api.confirmed(first) and api.pending_updates() == 0
         assert await user.wait_quiet(0.3) == []  # nothing reached the citizen meanwhile
+        # the update waiting in the inbox is stored as getUpdates delivered it
+        store = Store(f"sqlite:///{db}")
+        try:
+            waiting = {r.update_id: r for r in rows.rows(store, [rows.NEW])}
+            assert waiting[second].payload == api.injected(second)
+        finally:
+            store.dispose()
 
         bot = start_bot(api, db, tmp_path / "bot.log")
         try:

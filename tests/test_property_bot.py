@@ -202,7 +202,7 @@ class World:
         InboxUpdater does before confirming it), then processed by the Application."""
         data = {"update_id": next(self.update_ids), **copy.deepcopy(fields)}
         update = Update.de_json(data, self.app.bot)
-        for fresh in await self.inbox.accept_raw([(update, data)]):
+        for fresh in await self.inbox.accept([(update, data)]):
             await self.app.process_update(fresh)
 
     def new_citizen(self, proc_index: int, sample_index: int) -> Citizen:
