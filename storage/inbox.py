@@ -113,7 +113,7 @@ _OLDER_UNAPPLIED = (
 )
 _FINISH = (
     update(_INBOX)
-    .where(_INBOX.c.update_id == bindparam("b_id"), _INBOX.c.status != DONE)
+    .where(_INBOX.c.update_id.in_(bindparam("b_ids", expanding=True)), _INBOX.c.status != DONE)
     .values(status=DONE, payload={}, outbound=None, finished_at=bindparam("b_at"))
 )
 
@@ -165,13 +165,13 @@ def accept(
     ]
     if not rows:
         return []
-    with store.unit_of_work() as uow:
-        s = _session(uow)
-        # one statement built once per dialect, run with the rows as its parameters
-        # (SQLAlchemy sends them as one multi-row INSERT, "insertmanyvalues"): `.values(rows)`
-        # built and compiled a new statement for every batch
-        inserted = set(s.exec(_accept_stmt(s.get_bind().dialect.name), params=rows).scalars())
-        uow.commit()
+    with store.autocommit() as tx:  # one statement (Store.autocommit)
+        # built once per dialect, run with the rows as its parameters (SQLAlchemy sends
+        # them as one multi-row INSERT, "insertmanyvalues"): `.values(rows)` built and
+        # compiled a new statement for every batch
+        stmt = _accept_stmt(tx.get_bind().dialect.name)
+        inserted = set(tx.exec(stmt, params=rows).scalars())
+        tx.commit()
     return [r["update_id"] for r in rows if r["update_id"] in inserted]
 
 
@@ -179,25 +179,29 @@ def mark_applied(uow: Any, update_id: int, outbound: dict[str, Any], now: dateti
     """Inside the caller's transaction: the update's effects are being committed; store the
     replies to send. False when the row is not (or no longer) "new": another delivery of
     the update was applied already, and the caller must roll back."""
-    values = {"b_id": update_id, "b_outbound": dict(outbound), "b_at": _utc(now)}
-    return _session(uow).exec(_MARK_APPLIED, params=values).rowcount == 1
+    return _mark(_session(uow), update_id, outbound, now)
 
 
 def apply_alone(store: Any, update_id: int, outbound: dict[str, Any], now: datetime) -> bool:
     """`mark_applied` in a transaction of its own (the update changed nothing, or its
-    handling failed and `outbound` is the apology)."""
-    with store.unit_of_work() as uow:
-        ok = mark_applied(uow, update_id, outbound, now)
-        uow.commit()
+    handling failed and `outbound` is the apology): one statement (Store.autocommit)."""
+    with store.autocommit() as tx:
+        ok = _mark(tx, update_id, outbound, now)
+        tx.commit()
     return ok
+
+
+def _mark(tx: Transaction, update_id: int, outbound: dict[str, Any], now: datetime) -> bool:
+    values = {"b_id": update_id, "b_outbound": dict(outbound), "b_at": _utc(now)}
+    return tx.exec(_MARK_APPLIED, params=values).rowcount == 1
 
 
 def older_unapplied(store: Any, chat_key: str, update_id: int, now: datetime) -> bool:
     """An older update of this chat is still waiting to be applied by a live owner (maybe
     another process); rows whose lease ran out are the sweep's, not waited for."""
     values = {"chat_key": chat_key, "update_id": update_id, "now": _utc(now)}
-    with store.unit_of_work() as uow:
-        return _session(uow).exec(_OLDER_UNAPPLIED, params=values).first() is not None
+    with store.autocommit() as tx:
+        return tx.exec(_OLDER_UNAPPLIED, params=values).first() is not None
 
 
 def finish(store: Any, update_id: int | Iterable[int], now: datetime) -> None:
@@ -206,11 +210,11 @@ def finish(store: Any, update_id: int | Iterable[int], now: datetime) -> None:
     ids = [update_id] if isinstance(update_id, int) else sorted(set(update_id))
     if not ids:
         return
-    at = _utc(now)
-    params = [{"b_id": i, "b_at": at} for i in ids]
-    with store.unit_of_work() as uow:
-        _session(uow).exec(_FINISH, params=params if len(params) > 1 else params[0])
-        uow.commit()
+    # one statement for them all (not one per id, which psycopg pipelines), on its own:
+    # in autocommit on PostgreSQL (Store.autocommit)
+    with store.autocommit() as tx:
+        tx.exec(_FINISH, params={"b_ids": ids, "b_at": _utc(now)})
+        tx.commit()
 
 
 def claim(

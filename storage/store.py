@@ -766,6 +766,12 @@ class Store:
         self.engine = make_engine(url, echo=echo)
         self.keyring = keyring if keyring is not None else crypto.keyring_from_environ()
         crypto.install(self.engine, self.keyring)
+        # the same pool, its connections in autocommit while checked out (`autocommit`)
+        self._autocommit_engine = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
 
     @property
     def dialect(self) -> str:
@@ -792,6 +798,14 @@ class Store:
         tx.exec(...)`), rolled back at the end unless committed: for readers outside the
         unit of work's methods (health checks, metrics)."""
         return Transaction(self.engine)
+
+    def autocommit(self) -> Transaction:
+        """For a unit of work of one statement: on PostgreSQL it runs in autocommit, each
+        statement its own transaction, and the driver sends no BEGIN (psycopg sends BEGIN
+        as a round trip of its own before a transaction's first statement) and no COMMIT
+        (`commit()` does nothing). On SQLite, a plain transaction: no round trips to save.
+        Several statements here would each commit on its own: use `transaction()`."""
+        return Transaction(self._autocommit_engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

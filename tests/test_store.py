@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 from storage.db import alembic_config, normalize_url
-from storage.models import Fact, Handoff
+from storage.models import Audit, Fact, Handoff
 from storage.store import DraftRec, FactRec, StaleVersion, Store
 from tests.conftest import PG_URL, make_store
 
@@ -787,3 +787,31 @@ def test_postgresql_connections_recover_after_the_server_drops_them() -> None:
         assert _database_answers(store)
         with store.transaction() as tx:
             assert tx.exec(sa.text("SELECT pg_backend_pid()")).scalar_one() not in pids
+
+
+def test_autocommit_on_postgresql_and_a_plain_transaction_on_sqlite(store: Store) -> None:
+    """`Store.autocommit` (the inbox's one-statement units of work): on PostgreSQL each
+    statement is a transaction of its own, so psycopg sends no BEGIN before it, and a
+    statement is kept without `commit()`; the pooled connection goes back to transactions
+    for the next unit of work. On SQLite it is a transaction like any other."""
+    audit = sa.insert(Audit.__table__).values(at=T0, actor="1", action="view")
+    if store.dialect == "postgresql":
+        txid = sa.text("SELECT txid_current()")
+        with store.autocommit() as tx:
+            pid = tx.exec(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            assert tx.exec(txid).scalar_one() != tx.exec(txid).scalar_one()
+            tx.exec(audit)  # no commit
+        assert count(store, "audit") == 1
+        with store.transaction() as tx:
+            assert tx.exec(sa.text("SELECT pg_backend_pid()")).scalar_one() == pid
+            assert tx.exec(txid).scalar_one() == tx.exec(txid).scalar_one()
+            tx.exec(audit)  # no commit: rolled back
+        assert count(store, "audit") == 1
+    else:
+        with store.autocommit() as tx:
+            tx.exec(audit)  # no commit: rolled back
+        assert count(store, "audit") == 0
+        with store.autocommit() as tx:
+            tx.exec(audit)
+            tx.commit()
+        assert count(store, "audit") == 1
