@@ -51,7 +51,8 @@ LEASE = dt.timedelta(seconds=120)  # how long a process owns a row it is working
 SWEEP_SECONDS = 30.0  # how often abandoned rows are taken over and old rows pruned
 KEEP_DONE = dt.timedelta(hours=48)  # finished ids kept against late duplicates (Telegram
 # keeps an undelivered update at most 24 hours)
-# a getUpdates long poll is given up this long after its poll time (PTB's read timeout)
+# a getUpdates long poll is given up this long after its poll time (the read timeout of
+# the getUpdates request, bot/telegram.py)
 POLL_READ_SLACK = 5.0
 TURN_WAIT_SECONDS = 10.0  # webhook: how long an update waits for an older one of its chat
 TURN_POLL_SECONDS = 0.05

@@ -27,8 +27,6 @@ from typing import Protocol, TypeVar
 
 from telegram import (
     CallbackQuery,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     InputFile,
     Message,
     ReplyParameters,
@@ -41,7 +39,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot import ops
 from bot.http import AiohttpRequest, call_raw
-from bot.inbox import Inbox, InboxUpdater
+from bot.inbox import POLL_READ_SLACK, Inbox, InboxUpdater
 from bot.pacing import PACER_KEY, Pacer, pacer_for
 from flows.types import (
     Attachment,
@@ -272,19 +270,9 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     return pieces
 
 
-def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
-    if not reply.buttons:
-        return None
-    return InlineKeyboardMarkup(
-        [
-            [InlineKeyboardButton(text=b.label, callback_data=b.data) for b in row]
-            for row in reply.buttons
-        ]
-    )
-
-
-def keyboard_json(reply: Reply) -> dict | None:
-    """`keyboard(reply)` as the Bot API's JSON, for `call_raw` (no objects built)."""
+def keyboard(reply: Reply) -> dict | None:
+    """The reply's buttons as the Bot API's JSON (an inline keyboard): sent as they are,
+    by `call_raw` and by PTB's methods alike, with no objects built."""
     if not reply.buttons:
         return None
     return {
@@ -429,7 +417,7 @@ async def send_reply(
         if overflow:
             text = f"{overflow}\n\n{text}" if text.strip() else overflow
     pieces = split_text(text)
-    buttons = keyboard_json(reply)
+    buttons = keyboard(reply)
     for index, piece in enumerate(pieces):
         params = {"chat_id": chat_id, "text": piece, **where}
         if index == len(pieces) - 1:
@@ -555,7 +543,7 @@ class Deliverer:
             "chat_id": chat_id,
             "message_id": message_id,
             "text": split_text(reply.text)[0] if reply.text.strip() else "-",
-            "reply_markup": keyboard_json(reply),
+            "reply_markup": keyboard(reply),
         }
         try:
             await _with_retry(lambda: call_raw(bot, "editMessageText", params))
@@ -763,9 +751,9 @@ def build_application(
                 media_write_timeout=60,
             )
         )
-        # getUpdates, one call at a time; PTB's defaults for it (the poll time is added
-        # to the read timeout by Bot.get_updates)
-        .get_updates_request(AiohttpRequest(connection_pool_size=1))
+        # getUpdates, one call at a time; the poll time is added to this read timeout
+        # (InboxUpdater._get_updates)
+        .get_updates_request(AiohttpRequest(connection_pool_size=1, read_timeout=POLL_READ_SLACK))
     )
     if base_url:
         builder = builder.base_url(base_url)
